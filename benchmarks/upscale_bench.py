@@ -1,0 +1,206 @@
+"""Upscaling throughput: the full srtool pipeline against the bare session and PyTorch eager.
+
+Prints output megapixels per second for
+  pipeline  `srtool upscale`'s code path over a folder of real images (decode, tile, infer,
+            blend, encode, atomic write, all overlapped),
+  session   the bare onnxruntime session on one large tensor (the ceiling: no tiling, no I/O),
+  torch     PyTorch eager inference of the same weights, tiled the way common SR scripts do it
+            (crop tiles with padding, paste), including the same decode and PNG encode,
+and the ratios pipeline/session and pipeline/torch, all measured in one run.
+
+    python benchmarks/upscale_bench.py --images ../shared/data/BSD100 --count 20
+    python benchmarks/upscale_bench.py --model exports/compact-x4/model.onnx   # no torch row
+    python benchmarks/upscale_bench.py --big 2000x1500   # peak memory on one large photo
+
+Needs the ``train`` extra for the torch row and for building the default network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from srtool.infer import load_upscaler
+from srtool.infer.jobs import collect_jobs
+from srtool.infer.onnx_session import cpu_thread_count
+from srtool.infer.pipeline import run_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_network(args: argparse.Namespace, folder: Path):
+    """A compact network with fixed random weights (speed does not depend on their values)."""
+    import torch
+
+    from srtool.export import export_onnx
+    from srtool.models import build
+
+    torch.manual_seed(0)
+    net = build(args.arch, scale=args.scale, features=args.features, convs=args.convs).eval()
+    path = folder / f"{args.arch}-x{args.scale}.onnx"
+    export_onnx(net, path, check_parity=False, write_card=False)
+    return net, path
+
+
+def bench_pipeline(model_path: Path, images: Path, count: int, tile: str, out: Path) -> dict:
+    upscaler = load_upscaler(str(model_path), device="cpu", tile=tile)
+    jobs = collect_jobs(images, out)[:count]
+    run_batch(jobs[:1], upscaler)  # warm-up: session and allocator
+    shutil.rmtree(out, ignore_errors=True)
+    summary = run_batch(jobs, upscaler)
+    assert not summary.failed, summary.failed
+    return {
+        "mpix_s": summary.megapixels_per_second,
+        "files": summary.done,
+        "seconds": summary.seconds,
+        "output_mpix": summary.output_megapixels,
+    }
+
+
+def bench_session(model_path: Path, height: int, width: int, repeat: int) -> dict:
+    upscaler = load_upscaler(str(model_path), device="cpu", tile=0)
+    tensor = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
+    upscaler.model.run(tensor)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        upscaler.model.run(tensor)
+        times.append(time.perf_counter() - start)
+    out_mpix = height * width * upscaler.scale**2 / 1e6
+    return {"mpix_s": out_mpix / statistics.median(times), "shape": [height, width]}
+
+
+def bench_torch(net, images: list[Path], out: Path, tile: int = 512, pad: int = 10) -> dict:
+    """Tiled eager inference as common SR scripts run it (crop with padding, paste)."""
+    import torch
+
+    torch.set_num_threads(cpu_thread_count())
+    out.mkdir(parents=True, exist_ok=True)
+    scale = net.scale
+    total_mpix = 0.0
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for path in images:
+            rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+            x = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+            _, _, h, w = x.shape
+            result = torch.empty(1, 3, h * scale, w * scale)
+            for y0 in range(0, h, tile):
+                for x0 in range(0, w, tile):
+                    y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+                    py0, px0 = max(y0 - pad, 0), max(x0 - pad, 0)
+                    py1, px1 = min(y1 + pad, h), min(x1 + pad, w)
+                    sr = net(x[:, :, py0:py1, px0:px1])
+                    oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
+                    result[:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = sr[
+                        :, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale
+                    ]
+            pixels = (result[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+            Image.fromarray(pixels).save(out / path.name)
+            total_mpix += pixels.shape[0] * pixels.shape[1] / 1e6
+    seconds = time.perf_counter() - start
+    return {"mpix_s": total_mpix / seconds, "seconds": seconds}
+
+
+def bench_big(model_path: Path, size: str, folder: Path, photo: Path) -> dict:
+    """Peak resident memory while upscaling one large real photo (resized up to ``size``)."""
+    width, height = (int(v) for v in size.lower().split("x"))
+    big = folder / "big.png"
+    Image.open(photo).convert("RGB").resize((width, height), Image.Resampling.BICUBIC).save(big)
+    upscaler = load_upscaler(str(model_path), device="cpu")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    summary = run_batch(collect_jobs(big, folder / "big_out"), upscaler)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out_bytes = width * height * upscaler.scale**2 * 3
+    return {
+        "input": f"{width}x{height}",
+        "mpix_s": summary.megapixels_per_second,
+        "peak_rss_mib": peak,
+        "rss_before_mib": before,
+        "uint8_output_mib": out_bytes / 2**20,
+        "float32_output_mib": out_bytes * 4 / 2**20,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=Path, default=ROOT.parent / "shared" / "data" / "BSD100")
+    parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--model", type=Path, help="an ONNX model (skips the torch row)")
+    parser.add_argument("--arch", default="compact")
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--features", type=int, default=32)
+    parser.add_argument("--convs", type=int, default=10)
+    parser.add_argument("--tile", default="auto")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--big", help="also measure peak memory on one WxH photo, e.g. 2000x1500")
+    parser.add_argument("--json", type=Path, help="write the numbers here too")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        net = None
+        if args.model is None:
+            net, model_path = build_network(args, folder)
+        else:
+            model_path = args.model
+        images = sorted(
+            p for p in args.images.iterdir() if p.suffix.lower() in {".png", ".jpg", ".bmp"}
+        )
+        images = images[: args.count]
+        sizes = [Image.open(p).size for p in images]
+        width, height = max(sizes, key=lambda s: s[0] * s[1])
+
+        results: dict[str, dict] = {}
+        results["pipeline"] = bench_pipeline(
+            model_path, args.images, args.count, args.tile, folder / "out"
+        )
+        results["session"] = bench_session(model_path, height, width, args.repeat)
+        if net is not None:
+            results["torch"] = bench_torch(net, images, folder / "torch_out")
+        if args.big:
+            results["big"] = bench_big(model_path, args.big, folder, images[0])
+
+    pipe = results["pipeline"]["mpix_s"]
+    print(
+        f"model: {model_path.name}  images: {len(images)} from {args.images}  "
+        f"cores: {cpu_thread_count()}"
+    )
+    print(
+        f"pipeline  {pipe:7.3f} output MPix/s  ({results['pipeline']['output_mpix']:.1f} MPix in "
+        f"{results['pipeline']['seconds']:.1f} s)"
+    )
+    session = results["session"]["mpix_s"]
+    print(f"session   {session:7.3f} output MPix/s  (one {width}x{height} tensor)")
+    print(f"ratio pipeline/session = {pipe / session:.2f}")
+    if "torch" in results:
+        torch_rate = results["torch"]["mpix_s"]
+        print(f"torch     {torch_rate:7.3f} output MPix/s  (eager, tiled, same weights, same I/O)")
+        print(f"ratio pipeline/torch   = {pipe / torch_rate:.2f}")
+    if "big" in results:
+        big = results["big"]
+        print(
+            f"big {big['input']}: {big['mpix_s']:.3f} MPix/s, "
+            f"peak RSS {big['peak_rss_mib']:.0f} MiB "
+            f"(uint8 output alone {big['uint8_output_mib']:.0f} MiB, float32 output "
+            f"{big['float32_output_mib']:.0f} MiB)"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

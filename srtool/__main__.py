@@ -1,0 +1,3 @@
+from srtool.cli import main
+
+main()

@@ -1,0 +1,148 @@
+"""Showing a batch as it runs: Rich progress on a terminal, one line per file otherwise."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from srtool.cli._app import console, err_console
+from srtool.infer.engine import Upscaler
+from srtool.infer.jobs import Job
+from srtool.infer.pipeline import BatchSummary, FileResult
+
+__all__ = ["make_observer", "render_summary"]
+
+
+def _failure_line(result: FileResult) -> str:
+    return f"[bold red]failed[/] {escape(result.job.name)}: {escape(result.reason)}"
+
+
+class PlainObserver:
+    """One line per finished file, for logs and pipes; failures go to stderr."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.total = 0
+        self.count = 0
+
+    def batch_started(self, total: int) -> None:
+        self.total = total
+
+    def file_started(self, job: Job, width: int, height: int) -> None:
+        pass
+
+    def tiles_done(self, done: int, total: int) -> None:
+        pass
+
+    def file_finished(self, result: FileResult) -> None:
+        self.count += 1
+        if result.status == "failed":
+            err_console.print(_failure_line(result), highlight=False)
+        elif not self.quiet:
+            where = f"[{self.count}/{self.total}]"
+            if result.status == "done":
+                console.print(
+                    f"{where} done {escape(result.job.name)} -> {escape(str(result.job.target))} "
+                    f"({result.output_megapixels:.2f} MPix, {result.seconds:.2f} s)",
+                    highlight=False,
+                )
+            else:
+                console.print(
+                    f"{where} skipped {escape(result.job.name)} ({escape(result.reason)})",
+                    highlight=False,
+                )
+
+
+class RichObserver:
+    """Files bar, current image's tiles bar, output MPix/s and ETA."""
+
+    def __init__(self, upscaler: Upscaler) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=False,
+        )
+        self.device = upscaler.model.device
+        self.files: TaskID | None = None
+        self.tiles: TaskID | None = None
+        self.started = time.perf_counter()
+        self.megapixels = 0.0
+
+    def __enter__(self) -> RichObserver:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def batch_started(self, total: int) -> None:
+        self.started = time.perf_counter()
+        self.files = self.progress.add_task(f"files ({self.device})", total=total, rate="")
+        self.tiles = self.progress.add_task("tiles", total=1, rate="", visible=False)
+
+    def file_started(self, job: Job, width: int, height: int) -> None:
+        assert self.tiles is not None
+        self.progress.update(
+            self.tiles,
+            description=escape(_shorten(job.name)),
+            completed=0,
+            total=1,
+            visible=True,
+        )
+
+    def tiles_done(self, done: int, total: int) -> None:
+        assert self.tiles is not None
+        self.progress.update(self.tiles, completed=done, total=total)
+
+    def file_finished(self, result: FileResult) -> None:
+        assert self.files is not None
+        self.megapixels += result.output_megapixels
+        rate = self.megapixels / max(time.perf_counter() - self.started, 1e-9)
+        self.progress.update(self.files, advance=1, rate=f"{rate:.2f} MPix/s")
+        if result.status == "failed":
+            self.progress.console.print(_failure_line(result), highlight=False)
+
+
+def _shorten(name: str, width: int = 40) -> str:
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
+
+
+@contextlib.contextmanager
+def make_observer(upscaler: Upscaler, *, quiet: bool) -> Iterator[PlainObserver | RichObserver]:
+    """Rich display on an interactive terminal (unless quiet), plain lines otherwise."""
+    if quiet or not err_console.is_terminal:
+        yield PlainObserver(quiet)
+        return
+    with RichObserver(upscaler) as observer:
+        yield observer
+
+
+def render_summary(summary: BatchSummary, *, quiet: bool) -> None:
+    """The closing line: counts, time, throughput (failures were reported as they happened)."""
+    failed = summary.failed
+    if not quiet:
+        console.print(
+            f"[bold]{summary.done} done[/], {summary.skipped} skipped, "
+            f"[{'bold red' if failed else 'bold'}]{len(failed)} failed[/] "
+            f"in {summary.seconds:.1f} s "
+            f"({summary.output_megapixels:.1f} output MPix, "
+            f"{summary.megapixels_per_second:.2f} MPix/s)",
+            highlight=False,
+        )

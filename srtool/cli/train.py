@@ -1,0 +1,323 @@
+"""``srtool train``: parse options, call :func:`srtool.train.train`, show progress and a summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from srtool.cli._app import (
+    QuietOption,
+    VerboseOption,
+    app,
+    cli_errors,
+    console,
+    setup_logging,
+)
+from srtool.errors import UsageError
+
+if TYPE_CHECKING:
+    from srtool.train.config import Recipe
+    from srtool.train.loop import TrainEvent, TrainResult
+
+__all__ = ["train", "find_recipe"]
+
+RECIPES_DIR = Path(str(resources.files("srtool.recipes")))
+RUN_ARGS = "run.json"
+
+
+def find_recipe(spec: str) -> Path:
+    """A recipe file path, or the name of a recipe in ``training/recipes`` (``esrgan_x4_psnr``)."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if path.name == spec:  # a bare name: look among the shipped recipes
+        named = RECIPES_DIR / f"{spec.removesuffix('.toml')}.toml"
+        if named.is_file():
+            return named
+    known = sorted(p.stem for p in RECIPES_DIR.glob("*.toml")) if RECIPES_DIR.is_dir() else []
+    raise UsageError(
+        f"recipe not found: {spec}" + (f"; shipped recipes: {', '.join(known)}" if known else "")
+    )
+
+
+def _fmt_s(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class _ProgressView:
+    """Rich progress bar: step, it/s, patches/s, losses, validation PSNR, ETA."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[speed]}"),
+            TextColumn("{task.fields[losses]}"),
+            TextColumn("{task.fields[val]}"),
+            TextColumn("[dim]ETA {task.fields[eta]}"),
+            console=console,
+            disable=quiet,
+            transient=False,
+        )
+        self.task = None
+        self.val = ""
+
+    def __enter__(self) -> _ProgressView:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, event: TrainEvent) -> None:
+        p = self.progress
+        if event.kind == "load":
+            if self.task is None:
+                self.task = p.add_task(
+                    "loading", total=event.total, speed="", losses="", val="", eta="-"
+                )
+            p.update(self.task, completed=event.step, total=event.total)
+        elif event.kind == "start":
+            v = event.values
+            if not self.quiet:
+                console.print(
+                    f"training on {v['device']} (amp {v['amp']}, {v['world_size']} process"
+                    f"{'es' if v['world_size'] > 1 else ''}): {v['train_images']} images, "
+                    f"{v['val_images']} for validation",
+                    highlight=False,
+                )
+            if self.task is None:
+                self.task = p.add_task("", total=1, speed="", losses="", val="", eta="-")
+            p.update(self.task, description="train", completed=event.step, total=event.total)
+        elif event.kind == "step":
+            v = event.values
+            losses = " ".join(
+                f"{k.removeprefix('loss_')} {val:.4g}"
+                for k, val in v.items()
+                if k.startswith("loss_")
+            )
+            p.update(
+                self.task,
+                completed=event.step,
+                speed=f"{v['it_s']:.2f} it/s {v['patches_s']:.0f} patch/s",
+                losses=losses,
+                eta=_fmt_s(v["eta_s"]),
+            )
+        elif event.kind == "val":
+            v = event.values
+            self.val = f"val {v['val_psnr']:.2f} dB" + (" *" if v["improved"] else "")
+            p.update(self.task, val=self.val)
+        elif event.kind == "done":
+            p.update(self.task, completed=event.total, eta="0:00")
+
+
+def render_summary(res: TrainResult) -> None:
+    t = Table(
+        title=f"srtool train: {escape(res.recipe.name)}",
+        show_header=False,
+        box=None,
+        title_justify="left",
+        padding=(0, 2),
+    )
+    t.add_column(style="bold")
+    t.add_column()
+    m = res.recipe.model
+    t.add_row("run", escape(str(res.run_dir)))
+    t.add_row("model", f"{m.arch} x{m.scale} {json.dumps(m.hparams) if m.hparams else ''}")
+    resumed = f" (resumed at {res.start_step})" if res.start_step else ""
+    t.add_row(
+        "steps",
+        f"{res.steps}{resumed} in {_fmt_s(res.seconds)}, "
+        f"{res.patches_per_s:.1f} patches/s at the end",
+    )
+    t.add_row("device", f"{res.device}, amp {res.amp}, {res.world_size} process(es)")
+    t.add_row(
+        "data",
+        f"{res.train_images} training images, {res.val_images} validation, "
+        f"{len(res.skipped)} skipped",
+    )
+    if res.final_losses:
+        t.add_row(
+            "last losses",
+            ", ".join(f"{k.removeprefix('loss_')} {v:.4g}" for k, v in res.final_losses.items()),
+        )
+    if res.best_psnr is not None:
+        t.add_row(
+            "best val",
+            f"{res.best_psnr:.2f} dB PSNR-Y, SSIM-Y {res.best_ssim:.4f} at step {res.best_step}",
+        )
+    if res.bad_steps:
+        t.add_row("skipped steps", f"[yellow]{res.bad_steps} (non-finite loss or gradient)[/]")
+    if res.best_checkpoint:
+        t.add_row("best", escape(str(res.best_checkpoint)))
+    if res.last_checkpoint:
+        t.add_row("last", escape(str(res.last_checkpoint)))
+    if res.curves:
+        t.add_row("curves", escape(str(res.curves)))
+    t.add_row("next", escape(f"srtool export {res.run_dir}"))
+    console.print(t)
+    for line in res.skipped[:5]:
+        console.print(f"[yellow]skipped[/] {escape(line)}", highlight=False)
+    if len(res.skipped) > 5:
+        console.print(f"[yellow]… and {len(res.skipped) - 5} more skipped (see the log)[/]")
+
+
+def _default_out(recipe: Recipe, recipe_path: Path | None) -> Path:
+    name = recipe_path.stem if recipe_path is not None else recipe.name
+    return Path("runs") / re.sub(r"[^\w.-]+", "_", name)
+
+
+@app.command()
+def train(
+    recipe: Annotated[
+        str | None,
+        typer.Argument(
+            help="Recipe TOML file, or a shipped recipe name (compact_x2, compact_x3, "
+            "compact_x4, srresnet_x4_mse, srgan_x4, esrgan_x4_psnr, esrgan_x4_gan). Default: the "
+            "built-in defaults; with --resume: the run's own recipe.",
+            show_default=False,
+        ),
+    ] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Training images: a folder of HR images, a folder with HR/ and LR/ sub-folders "
+            "(pairs matched by name), or a dataset name such as DIV2K. Repeat to combine.",
+        ),
+    ] = None,
+    val: Annotated[
+        str | None,
+        typer.Option(
+            help="Validation images (folder or name); default: hold out "
+            "data.val_count training images."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Run folder (default: runs/RECIPE_NAME)."),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Total steps (overrides train.steps).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a recipe value: section.key=value (a TOML value), e.g. "
+            "--set optim.lr=2e-4 --set model.hparams.convs=8. Repeatable.",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")
+    ] = False,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from these weights: an srtool checkpoint (e.g. a GAN stage "
+            "from a PSNR model) or a state dict (.pth/.safetensors, e.g. a Real-ESRGAN "
+            "release) matching the recipe's network."
+        ),
+    ] = None,
+    freeze: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Freeze parameters whose name matches this glob (e.g. 'conv_first*'); "
+            "'!glob' keeps matching ones trainable. Repeatable."
+        ),
+    ] = None,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where dataset names are looked up (default: $SRTOOL_DATA, else "
+            "the srtool data cache)."
+        ),
+    ] = None,
+    vgg_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="VGG19 weights for the perceptual loss (safetensors or .pth with "
+            "torchvision key names) instead of torchvision's download/cache."
+        ),
+    ] = None,
+    verbose: VerboseOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Train a super-resolution network from a recipe (PSNR or GAN stage)."""
+    setup_logging(verbose, quiet)
+    with cli_errors(verbose):
+        from srtool.train import load_recipe
+        from srtool.train import train as run_training
+
+        overrides = list(set_ or [])
+        if steps is not None:
+            overrides.append(f"train.steps={steps}")
+        recipe_path = find_recipe(recipe) if recipe is not None else None
+        if resume:
+            if out is None:
+                raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
+            if recipe_path is None:
+                recipe_path = out / "recipe.toml"
+                if not recipe_path.is_file():
+                    raise UsageError(f"nothing to resume: {recipe_path} does not exist")
+        config = load_recipe(recipe_path, overrides)
+        run_dir = out if out is not None else _default_out(config, recipe_path)
+        saved = run_dir / RUN_ARGS
+        if not resume and (run_dir / "checkpoints" / "last.state.pt").exists():
+            raise UsageError(
+                f"{run_dir} already holds a run; pass --resume to continue it or choose another "
+                "--out"
+            )
+        if resume and not data and saved.is_file():
+            args = json.loads(saved.read_text(encoding="utf-8"))
+            data, val = args["data"], val or args.get("val")
+            data_root = data_root or (Path(args["data_root"]) if args.get("data_root") else None)
+        if not data:
+            raise UsageError("--data is required: a folder of training images or a dataset name")
+        rank0 = int(os.environ.get("RANK", "0")) == 0
+        if rank0 and not resume:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            saved.write_text(
+                json.dumps(
+                    {
+                        "data": list(data),
+                        "val": val,
+                        "data_root": str(data_root) if data_root else None,
+                    },
+                    indent=1,
+                ),
+                encoding="utf-8",
+            )
+        with _ProgressView(quiet or not rank0) as view:
+            result = run_training(
+                config,
+                data=list(data),
+                val=val,
+                out_dir=run_dir,
+                device=device,
+                resume=resume,
+                init_from=init_from,
+                freeze=list(freeze or []),
+                data_root=data_root,
+                vgg_weights=vgg_weights,
+                progress=view,
+            )
+        if rank0 and not quiet:
+            render_summary(result)

@@ -1,0 +1,175 @@
+"""``srtool upscale``: a file or a folder of photos in, upscaled copies out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from srtool.cli._app import QuietOption, VerboseOption, app, cli_errors, err_console, setup_logging
+
+
+def _parse_tile(value: str) -> int | None:
+    from srtool.errors import UsageError
+
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        tile = int(value)
+    except ValueError:
+        tile = -1
+    if tile < 0:
+        raise UsageError(f"--tile {value}: use a size in pixels, 0 (whole image) or auto")
+    return tile
+
+
+@app.command()
+def upscale(
+    input: Annotated[Path, typer.Argument(help="An image file or a folder of images.")],
+    output: Annotated[
+        Path, typer.Argument(help="Output folder (or output file when INPUT is a file).")
+    ],
+    scale: Annotated[
+        int | None,
+        typer.Option(
+            "--scale",
+            "-s",
+            min=2,
+            max=4,
+            help="Use the shipped model for x2, x3 or x4 (default 4).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="A shipped model name or any ONNX file."),
+    ] = None,
+    outscale: Annotated[
+        float | None,
+        typer.Option(
+            "--outscale",
+            help="Final size factor (e.g. 1.5, or 8 with a x4 model = two passes); "
+            "a high-quality resize follows the network.",
+        ),
+    ] = None,
+    tile: Annotated[
+        str,
+        typer.Option(
+            help="Tile size in input pixels, 0 for whole images, or auto (from free memory)."
+        ),
+    ] = "auto",
+    overlap: Annotated[
+        int, typer.Option(min=0, help="Input pixels shared by neighbouring tiles (blended).")
+    ] = 32,
+    batch: Annotated[
+        int | None,
+        typer.Option(min=1, help="Tiles per inference call (default: 1 on CPU, 4 on CUDA)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Run the model's fp16 variant (for CUDA).")
+    ] = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive/--no-recursive", help="Walk sub-folders.")
+    ] = True,
+    glob: Annotated[
+        str | None,
+        typer.Option(
+            "--glob", help="Only files whose name or relative path matches, e.g. '*.jpg'."
+        ),
+    ] = None,
+    ext: Annotated[
+        list[str] | None,
+        typer.Option("--ext", help="Only these extensions (repeatable), e.g. --ext jpg --ext png."),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option("--format", "-f", help="Output format: keep, png, jpg, webp or tiff."),
+    ] = "keep",
+    quality: Annotated[
+        int | None,
+        typer.Option(min=1, max=100, help="JPEG/WebP quality (default 95; WebP 100 = lossless)."),
+    ] = None,
+    suffix: Annotated[str, typer.Option(help="Appended to output file names, e.g. _x4.")] = "",
+    alpha: Annotated[
+        str, typer.Option(help="Alpha channel: resize (bicubic) or model (through the network).")
+    ] = "resize",
+    tta: Annotated[
+        bool,
+        typer.Option("--tta", help="x8 self-ensemble (flips and rotations averaged): ~8x slower."),
+    ] = False,
+    back_projection: Annotated[
+        int,
+        typer.Option(
+            "--back-projection",
+            min=0,
+            help="Iterations of back-projection: make the result consistent with the input "
+            "under bicubic downscaling.",
+        ),
+    ] = 0,
+    skip_existing: Annotated[
+        bool, typer.Option("--skip-existing", help="Skip files whose output exists (resume).")
+    ] = False,
+    max_pixels: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Refuse inputs larger than this many pixels (decompression bombs)."
+        ),
+    ] = 100_000_000,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads for inference (default: all cores).")
+    ] = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Upscale an image or a whole folder (recursively), tiled and seam-free."""
+    setup_logging(verbose, quiet)
+    with cli_errors(verbose):
+        from srtool.cli.progress import make_observer, render_summary
+        from srtool.errors import UsageError
+        from srtool.infer import load_upscaler
+        from srtool.infer.jobs import collect_jobs
+        from srtool.infer.picture_ops import ALPHA_MODES
+        from srtool.infer.pipeline import BatchOptions, run_batch
+
+        if alpha not in ALPHA_MODES:
+            raise UsageError(f"--alpha {alpha}: choose from {', '.join(ALPHA_MODES)}")
+        tile_size = _parse_tile(tile)
+        jobs = collect_jobs(
+            input,
+            output,
+            recursive=recursive,
+            pattern=glob,
+            extensions=set(ext) if ext else None,
+            fmt=fmt.lower(),
+            suffix=suffix,
+        )
+        if not jobs:
+            raise UsageError(f"no supported images found in {input}")
+        upscaler = load_upscaler(
+            model,
+            scale=scale,
+            device=device,
+            tile=tile_size,
+            overlap=overlap,
+            batch=batch,
+            fp16=fp16,
+            threads=threads,
+        )
+        for notice in upscaler.model.notices:
+            if not quiet:
+                err_console.print(f"[yellow]note:[/] {notice}", highlight=False)
+        options = BatchOptions(
+            outscale=outscale,
+            alpha_mode=alpha,
+            quality=quality,
+            skip_existing=skip_existing,
+            max_pixels=max_pixels,
+            tta=tta,
+            back_projection=back_projection,
+        )
+        with make_observer(upscaler, quiet=quiet) as observer:
+            summary = run_batch(jobs, upscaler, options, observer)
+        render_summary(summary, quiet=quiet)
+        if summary.failed:
+            raise typer.Exit(1)

@@ -1,0 +1,50 @@
+"""Exceptions raised by srtool's library code; the CLI turns each into one line and an exit code."""
+
+from __future__ import annotations
+
+__all__ = [
+    "SrtoolError",
+    "UsageError",
+    "ModelError",
+    "ImageReadError",
+    "ImageWriteError",
+    "DeviceError",
+    "OutOfMemoryError",
+    "DataError",
+]
+
+
+class SrtoolError(Exception):
+    """Base class. ``exit_code`` is what the CLI exits with when this error ends a command."""
+
+    exit_code = 1
+
+
+class UsageError(SrtoolError):
+    """The user asked for something impossible: missing path, bad flag value, conflicting flags."""
+
+    exit_code = 2
+
+
+class ModelError(UsageError):
+    """A model file is missing, unreadable, or does not follow the model contract."""
+
+
+class DeviceError(UsageError):
+    """The requested execution device is not available."""
+
+
+class ImageReadError(SrtoolError):
+    """An input image could not be decoded (corrupt, truncated, unsupported, too large)."""
+
+
+class ImageWriteError(SrtoolError):
+    """An output image could not be encoded or written."""
+
+
+class OutOfMemoryError(SrtoolError):
+    """The inference backend ran out of memory for one call (the caller may retry smaller)."""
+
+
+class DataError(SrtoolError):
+    """A dataset is missing, incomplete or fails its checksum."""

@@ -1,0 +1,101 @@
+"""Finding models: shipped ones by name or scale, or any ONNX file by path.
+
+Shipped models live in ``exports/<name>/model.onnx`` (installed as the ``srtool.exports``
+package), optionally with ``model.fp16.onnx`` for GPUs beside it. ``SRTOOL_MODELS`` may name
+extra folders (``os.pathsep``-separated) laid out the same way; they are searched first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from srtool.errors import ModelError, UsageError
+
+__all__ = ["DEFAULT_MODEL_FOR_SCALE", "ModelRef", "model_dirs", "shipped_models", "resolve_model"]
+
+log = logging.getLogger("srtool")
+
+DEFAULT_MODEL_FOR_SCALE = {2: "compact-x2", 3: "compact-x3", 4: "compact-x4"}
+MODEL_FILE = "model.onnx"
+FP16_FILE = "model.fp16.onnx"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    path: Path
+    shipped: bool
+    notice: str | None = None
+
+
+def model_dirs() -> list[Path]:
+    """Folders holding shipped-style model folders, in search order."""
+    dirs = [Path(p) for p in os.environ.get("SRTOOL_MODELS", "").split(os.pathsep) if p]
+    try:
+        dirs.append(Path(str(resources.files("srtool.exports"))))
+    except ModuleNotFoundError:  # running from a tree without the exports package
+        pass
+    return dirs
+
+
+def shipped_models() -> dict[str, Path]:
+    """Every installed model folder by name (first found wins)."""
+    found: dict[str, Path] = {}
+    for folder in model_dirs():
+        if not folder.is_dir():
+            continue
+        for child in sorted(folder.iterdir()):
+            if (child / MODEL_FILE).is_file():
+                found.setdefault(child.name, child)
+    return found
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.lower().endswith(".onnx") or os.sep in model or "/" in model
+
+
+def resolve_model(model: str | None, scale: int | None, *, fp16: bool = False) -> ModelRef:
+    """Turn ``--model`` / ``--scale`` into one ONNX file.
+
+    With no model the shipped default for ``scale`` (4 when unset) is used. A name that is not
+    a shipped model and not an existing file is an error listing what is installed.
+    """
+    if model is None:
+        scale = 4 if scale is None else scale
+        if scale not in DEFAULT_MODEL_FOR_SCALE:
+            valid = ", ".join(str(s) for s in DEFAULT_MODEL_FOR_SCALE)
+            raise UsageError(
+                f"no shipped model for x{scale} (shipped scales: {valid}); "
+                "use --outscale for other factors or --model for your own model"
+            )
+        model = DEFAULT_MODEL_FOR_SCALE[scale]
+        installed = shipped_models()
+        if model not in installed:
+            raise ModelError(
+                f"the default x{scale} model '{model}' is not installed; "
+                "pass --model PATH.onnx (any ONNX super-resolution model works)"
+            )
+    candidate = Path(model).expanduser()
+    if candidate.is_file():
+        return ModelRef(name=candidate.stem, path=candidate, shipped=False)
+    if _looks_like_path(model):
+        raise ModelError(f"model file not found: {model}")
+    installed = shipped_models()
+    if model not in installed:
+        names = ", ".join(sorted(installed)) or "none installed"
+        raise ModelError(f"unknown model '{model}' (shipped models: {names}; or give a .onnx path)")
+    folder = installed[model]
+    if fp16:
+        if (folder / FP16_FILE).is_file():
+            return ModelRef(name=f"{model}-fp16", path=folder / FP16_FILE, shipped=True)
+        return ModelRef(
+            name=model,
+            path=folder / MODEL_FILE,
+            shipped=True,
+            notice=f"{model} has no fp16 variant: running it in fp32",
+        )
+    return ModelRef(name=model, path=folder / MODEL_FILE, shipped=True)

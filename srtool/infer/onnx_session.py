@@ -1,0 +1,293 @@
+"""onnxruntime sessions: provider choice, thread counts, model metadata and batched runs.
+
+This is the only module that converts between srtool's arrays and the backend's tensors: it takes
+and returns float32 NCHW batches and hides the model's own input/output names and dtypes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from srtool.errors import DeviceError, ModelError, OutOfMemoryError
+
+__all__ = [
+    "ModelInfo",
+    "OnnxModel",
+    "read_metadata",
+    "cuda_device_count",
+    "cpu_thread_count",
+    "parse_device",
+]
+
+log = logging.getLogger("srtool")
+
+_PROBE_SIZE = 16
+_OOM_MARKERS = ("out of memory", "failed to allocate", "cudaerrormemoryallocation", "bad_alloc")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the upscaler needs to know about a model, read from its metadata or probed."""
+
+    name: str
+    path: Path
+    scale: int
+    in_channels: int = 3
+    multiple_of: int = 1
+    arch: str = "unknown"
+    value_range: tuple[float, float] = (0.0, 1.0)
+    features: int | None = None
+    activation_per_pixel: float | None = None  # peak activation values per input pixel
+    metadata: dict[str, str] = field(default_factory=dict)
+    probed: bool = False
+
+    def describe(self) -> str:
+        return f"{self.name} (x{self.scale}, {self.arch})"
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file, read through onnxruntime (no onnx package needed)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
+        raise ModelError(f"cannot load ONNX model {path}: {_first_line(exc)}") from exc
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def cpu_thread_count() -> int:
+    """Cores this process may use (respects affinity masks and container CPU sets)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+def cuda_device_count() -> int:
+    """Number of CUDA devices the driver reports; 0 when there is no driver or no device.
+
+    onnxruntime-gpu lists the CUDA provider whether or not a GPU exists, so ask the driver.
+    """
+    names = ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so"]
+    for name in names:
+        try:
+            driver = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return count.value
+    return 0
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """``auto | cpu | cuda | cuda:N`` -> (kind, index)."""
+    device = device.strip().lower()
+    if device in ("auto", "cpu", "cuda"):
+        return device, 0
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return "cuda", int(device[5:])
+    raise DeviceError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in _OOM_MARKERS)
+
+
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+class OnnxModel:
+    """One onnxruntime session for the whole run, on CUDA when asked and available, else CPU.
+
+    ``notices`` collects one-line messages the CLI shows the user (e.g. a CPU fallback).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "auto",
+        name: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"model file not found: {self.path}")
+        self.notices: list[str] = []
+        kind, index = parse_device(device)
+        providers = self._providers(ort, kind, index)
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or cpu_thread_count()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:
+            raise ModelError(f"cannot load ONNX model {self.path}: {_first_line(exc)}") from exc
+
+        active = self.session.get_providers()
+        self.device = "cuda" if active and active[0] == "CUDAExecutionProvider" else "cpu"
+        if kind == "cuda" and self.device != "cuda":
+            raise DeviceError(f"CUDA was requested but onnxruntime could not use it ({active})")
+        if kind == "auto" and providers[0][0] == "CUDAExecutionProvider" and self.device != "cuda":
+            self.notices.append("CUDA is present but onnxruntime could not use it: running on CPU")
+        self.device_index = index if self.device == "cuda" else 0
+
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ModelError(f"{self.path.name}: expected one image input, found {len(inputs)}")
+        self._input = inputs[0]
+        self._output_name = outputs[0].name
+        self._input_type = _NUMPY_TYPES.get(self._input.type)
+        if self._input_type is None:
+            raise ModelError(f"{self.path.name}: unsupported input type {self._input.type}")
+        self.info = self._read_info(name or self.path.stem)
+
+    # -- provider choice -------------------------------------------------------------------
+    def _providers(self, ort: Any, kind: str, index: int) -> list[Any]:
+        cpu = ("CPUExecutionProvider", {})
+        if kind == "cpu":
+            return [cpu]
+        has_provider = "CUDAExecutionProvider" in ort.get_available_providers()
+        devices = cuda_device_count() if has_provider else 0
+        if kind == "cuda" and not has_provider:
+            raise DeviceError(
+                "CUDA requested but this onnxruntime has no CUDA provider (install onnxruntime-gpu)"
+            )
+        if kind == "cuda" and index >= devices:
+            found = f"{devices} CUDA device(s) found" if devices else "no CUDA device found"
+            raise DeviceError(f"CUDA device {index} requested but {found}")
+        if kind == "auto" and devices == 0:
+            self.notices.append("no CUDA device found: running on CPU")
+            return [cpu]
+        preload = getattr(ort, "preload_dlls", None)
+        if preload is not None:
+            try:
+                preload()
+            except Exception as exc:  # missing CUDA wheels: the session start reports it
+                log.debug("onnxruntime.preload_dlls failed: %s", exc)
+        cuda_options = {"device_id": index, "cudnn_conv_algo_search": "HEURISTIC"}
+        return [("CUDAExecutionProvider", cuda_options), cpu]
+
+    # -- metadata --------------------------------------------------------------------------
+    def _read_info(self, name: str) -> ModelInfo:
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        shape = self._input.shape
+        channels = shape[1] if len(shape) == 4 and isinstance(shape[1], int) else None
+        try:
+            in_channels = int(meta.get("srtool.in_channels", channels or 3))
+            multiple_of = int(meta.get("srtool.multiple_of", 1))
+            features = int(meta["srtool.features"]) if "srtool.features" in meta else None
+            peak_key = "srtool.peak_activation_per_input_pixel"
+            activation = float(meta[peak_key]) if peak_key in meta else None
+            low, _, high = meta.get("srtool.value_range", "0-1").partition("-")
+            value_range = (float(low), float(high))
+        except ValueError as exc:
+            raise ModelError(f"{self.path.name}: malformed srtool metadata ({exc})") from exc
+        if in_channels not in (1, 3):
+            raise ModelError(f"{self.path.name}: {in_channels}-channel input is not supported")
+        if "srtool.scale" in meta:
+            try:
+                scale, probed = int(meta["srtool.scale"]), False
+            except ValueError as exc:
+                raise ModelError(
+                    f"{self.path.name}: bad srtool.scale {meta['srtool.scale']!r}"
+                ) from exc
+        else:
+            scale, probed = self._probe_scale(in_channels, multiple_of), True
+        if scale < 1:
+            raise ModelError(f"{self.path.name}: scale must be >= 1, got {scale}")
+        return ModelInfo(
+            name=name,
+            path=self.path,
+            scale=scale,
+            in_channels=in_channels,
+            multiple_of=max(multiple_of, 1),
+            arch=meta.get("srtool.arch", "unknown"),
+            value_range=value_range,
+            features=features,
+            activation_per_pixel=activation,
+            metadata=meta,
+            probed=probed,
+        )
+
+    def _probe_scale(self, channels: int, multiple_of: int) -> int:
+        """Infer the scale of a model without srtool metadata from one tiny run."""
+        size = max(_PROBE_SIZE, multiple_of) // max(multiple_of, 1) * max(multiple_of, 1)
+        probe = np.full((1, channels, size, size), 0.5, dtype=np.float32)
+        out = self._run_raw(probe)
+        if out.ndim != 4 or out.shape[2] % size or out.shape[3] % size:
+            raise ModelError(
+                f"{self.path.name}: cannot infer the scale: a {size}x{size} input gave "
+                f"output shape {tuple(out.shape)}"
+            )
+        if out.shape[2] != out.shape[3]:
+            raise ModelError(f"{self.path.name}: output is not a uniform upscale of the input")
+        return out.shape[2] // size
+
+    # -- running ---------------------------------------------------------------------------
+    def _run_raw(self, batch: np.ndarray) -> np.ndarray:
+        feed = batch if batch.dtype == self._input_type else batch.astype(self._input_type)
+        try:
+            (out,) = self.session.run([self._output_name], {self._input.name: feed})
+        except Exception as exc:
+            if _is_oom(exc):
+                raise OutOfMemoryError(f"{self.device} out of memory: {_first_line(exc)}") from exc
+            raise ModelError(f"{self.path.name} failed to run: {_first_line(exc)}") from exc
+        return out
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Run a float32 NCHW batch in [0, 1]; returns float32 NCHW (not clipped)."""
+        low, high = self.info.value_range
+        if (low, high) != (0.0, 1.0):
+            batch = batch * (high - low) + low
+        out = self._run_raw(batch)
+        if out.dtype != np.float32:
+            out = out.astype(np.float32)
+        if (low, high) != (0.0, 1.0):
+            out = (out - low) / (high - low)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model": self.info.name,
+            "scale": self.info.scale,
+            "arch": self.info.arch,
+            "device": self.device if self.device == "cpu" else f"cuda:{self.device_index}",
+            "training": _json_or_none(self.info.metadata.get("srtool.training")),
+        }
+
+
+def _json_or_none(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

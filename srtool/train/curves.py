@@ -1,0 +1,145 @@
+"""What a run leaves for the user to read: metrics log (JSONL + CSV), TensorBoard events when
+``tensorboard`` is installed, and loss / PSNR curves as a PNG (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MetricsLog", "plot_curves"]
+
+log = logging.getLogger("srtool")
+
+
+class MetricsLog:
+    """Appends rows to ``metrics.jsonl`` as they come and rewrites ``metrics.csv`` on flush.
+
+    ``rows`` holds every row of the run (restored on resume), so curves and CSV always cover
+    the whole run, not only the last process's part of it.
+    """
+
+    def __init__(self, run_dir: Path, rows: list[dict[str, Any]] | None = None, tb: bool = True):
+        self.run_dir = run_dir
+        self.rows: list[dict[str, Any]] = list(rows or [])
+        self.jsonl = run_dir / "metrics.jsonl"
+        # a fresh run starts an empty file; a resumed one rewrites it from the saved rows,
+        # dropping any rows logged after the state being resumed was saved
+        self._rewrite_jsonl()
+        self._tb = None
+        if tb:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                log.debug("tensorboard not installed: no event files")
+            else:
+                self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def _rewrite_jsonl(self) -> None:
+        with open(self.jsonl, "w", encoding="utf-8") as fh:
+            for row in self.rows:
+                fh.write(json.dumps(row) + "\n")
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        with open(self.jsonl, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if self._tb is not None:
+            step = int(row["step"])
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    grouped = key.startswith(("loss_", "val_", "d_"))  # loss/g, val/psnr, d/real
+                    tag = key.replace("_", "/", 1) if grouped else f"train/{key}"
+                    self._tb.add_scalar(tag, value, step)
+
+    def flush(self) -> None:
+        keys: list[str] = []
+        for row in self.rows:
+            keys += [k for k in row if k not in keys]
+        with open(self.run_dir / "metrics.csv", "w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path | None:
+    """Generator loss terms, discriminator loss and validation PSNR/SSIM against step."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib not installed: no curves.png (pip install 'srtool[train]')")
+        return None
+    train_rows = [r for r in rows if "loss_g" in r]
+    val_rows = [r for r in rows if "val_psnr" in r]
+    d_keys = [k for k in ("loss_d", "d_real", "d_fake") if any(k in r for r in train_rows)]
+    g_keys = [k for k in dict.fromkeys(k for r in train_rows for k in r) if k.startswith("loss_")]
+    g_keys = [k for k in g_keys if k not in d_keys]
+    total_label = "total"
+    if len(g_keys) == 2 and "loss_g" in g_keys:  # one term: it is the total, draw it once
+        total_label = f"total ({[k for k in g_keys if k != 'loss_g'][0].removeprefix('loss_')})"
+        g_keys = ["loss_g"]
+    panels = 1 + bool(d_keys) + 1
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
+    axes = axes[0]
+    ax = axes[0]
+    for key in g_keys:
+        pts = [(r["step"], r[key]) for r in train_rows if key in r]
+        if pts:
+            total = key == "loss_g"
+            label = total_label if total else key.removeprefix("loss_")
+            ax.plot(
+                *zip(*pts, strict=True),
+                label=label,
+                lw=1.8 if total else 1,
+                color="black" if total else None,
+                zorder=3 - total,
+            )
+    ax.set(title="generator loss", xlabel="step")
+    if any(v > 0 for r in train_rows for k, v in r.items() if k in g_keys):
+        ax.set_yscale("log")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    if d_keys:
+        ax = axes[1]
+        for key in d_keys:
+            pts = [(r["step"], r[key]) for r in train_rows if key in r]
+            ax.plot(*zip(*pts, strict=True), label=key, lw=1)
+        ax.set(title="discriminator", xlabel="step")
+        ax.legend(fontsize=8)
+    ax = axes[-1]
+    if val_rows:
+        steps = [r["step"] for r in val_rows]
+        ax.plot(steps, [r["val_psnr"] for r in val_rows], "o-", color="C2", ms=3)
+        ax.set_ylabel("PSNR-Y (dB)")
+        if any("val_ssim" in r for r in val_rows):
+            ax2 = ax.twinx()
+            ax2.plot(
+                steps,
+                [r.get("val_ssim", float("nan")) for r in val_rows],
+                "s--",
+                color="C3",
+                ms=3,
+                lw=0.8,
+            )
+            ax2.set_ylabel("SSIM-Y")
+    ax.set(title="validation", xlabel="step")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

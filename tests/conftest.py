@@ -1,0 +1,37 @@
+"""Shared fixtures: paths to the shared real images and small real ONNX models."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(TESTS_DIR))
+
+from onnx_factory import build_sr_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared benchmark images not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sample_photos() -> Path:
+    return TESTS_DIR / "data" / "photos"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_x2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_sr_model(tmp_path_factory.mktemp("models") / "tiny-x2.onnx", scale=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_x4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_sr_model(tmp_path_factory.mktemp("models") / "tiny-x4.onnx", scale=4, convs=4)

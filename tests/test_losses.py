@@ -1,0 +1,175 @@
+"""Losses: known values, finiteness and gradients, VGG input convention, adversarial forms."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from srtool import losses
+from srtool.data import read_rgb8
+from srtool.errors import UsageError
+
+VGG_FILE = (
+    Path(__file__).resolve().parents[1]
+    / ".."
+    / "shared"
+    / "weights"
+    / ("vgg19_conv1_1-conv3_1_oxford.safetensors")
+)
+
+
+@pytest.fixture(scope="module")
+def vgg_file() -> Path:
+    if not VGG_FILE.is_file():
+        pytest.skip(f"truncated VGG19 weights not found at {VGG_FILE}")
+    return VGG_FILE
+
+
+@pytest.fixture(scope="module")
+def pair(shared_data: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    img = read_rgb8(shared_data / "BSD200" / "100075.png")[:64, :64]
+    hr = torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    noisy = hr + 0.05 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(0))
+    return noisy.clamp(0, 1), hr
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on shared cores every OpenMP barrier
+    waits for a descheduled thread (a 4x16x8x8 BatchNorm was measured at 24 ms with 2 threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_pixel_losses_known_values() -> None:
+    hr = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    sr = hr + 0.1
+    assert math.isclose(float(losses.pixel_loss("l1")(sr, hr)), 0.1, rel_tol=1e-5)
+    assert math.isclose(float(losses.pixel_loss("mse")(sr, hr)), 0.01, rel_tol=1e-4)
+    assert math.isclose(
+        float(losses.pixel_loss("charbonnier", eps=1e-3)(sr, hr)),
+        math.sqrt(0.01 + 1e-6),
+        rel_tol=1e-4,
+    )
+    assert float(losses.pixel_loss("msssim_l1")(hr, hr)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(UsageError, match="valid: l1, mse, charbonnier, msssim_l1"):
+        losses.pixel_loss("l2")
+
+
+def test_ms_ssim_agrees_with_the_numpy_metric(shared_data: Path) -> None:
+    from srtool.metrics import ms_ssim as np_ms_ssim
+    from srtool.metrics import rgb_to_y
+
+    a = read_rgb8(shared_data / "BSD200" / "100075.png")[:192, :192]
+    b = np.clip(a.astype(int) + np.random.default_rng(0).integers(-20, 21, a.shape), 0, 255)
+    b = b.astype(np.uint8)
+    ref = np_ms_ssim(a, b, y_only=True)
+    ya, yb = (torch.from_numpy(rgb_to_y(x).astype(np.float32) / 255)[None, None] for x in (a, b))
+    ours = float(losses.ms_ssim(ya, yb)[0])
+    assert ours == pytest.approx(ref, abs=2e-4)
+    assert 0.5 < ours < 1.0
+
+
+def test_msssim_l1_mix(pair) -> None:
+    sr, hr = pair
+    value = float(losses.MSSSIML1Loss(alpha=0.84)(sr, hr))
+    expected = 0.84 * (1 - float(losses.ms_ssim(sr, hr).mean())) + 0.16 * float(F.l1_loss(sr, hr))
+    assert value == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["l1", "mse", "charbonnier", "msssim_l1"])
+def test_pixel_losses_give_finite_gradients(name: str, pair) -> None:
+    sr, hr = pair
+    x = sr.clone().requires_grad_(True)
+    loss = losses.pixel_loss(name)(x, hr)
+    loss.backward()
+    assert torch.isfinite(loss) and float(loss.detach()) > 0
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_vgg_layer_names() -> None:
+    assert losses.VGG19_LAYERS[0] == "conv1_1" and losses.VGG19_LAYERS[8] == "relu2_2"
+    assert losses.VGG19_LAYERS[34] == "conv5_4" and losses.VGG19_LAYERS[35] == "relu5_4"
+    with pytest.raises(UsageError, match="unknown VGG19 layer"):
+        losses.VGGFeatures(layers=("conv6_1",), input_mean=(0, 0, 0), input_std=(1, 1, 1))
+
+
+def test_vgg_oxford_weights_use_their_input_convention(vgg_file: Path, pair) -> None:
+    from safetensors.torch import load_file
+
+    _, hr = pair
+    net = losses.load_vgg19_features(("conv1_1", "relu2_2"), vgg_file)
+    state = load_file(str(vgg_file))
+    mean = state["meta.rgb_mean_0_255"].view(1, 3, 1, 1)
+    expected = F.conv2d(
+        hr * 255 - mean, state["features.0.weight"], state["features.0.bias"], padding=1
+    )
+    assert torch.allclose(net(hr)["conv1_1"], expected, rtol=1e-4, atol=1e-2)
+
+
+def test_vgg_file_without_deep_layers_fails_clearly(vgg_file: Path) -> None:
+    with pytest.raises(UsageError, match="hold layers up to conv3_1"):
+        losses.load_vgg19_features(("conv5_4",), vgg_file)
+    with pytest.raises(UsageError, match="VGG weights not found"):
+        losses.load_vgg19_features(("conv1_1",), vgg_file.with_name("missing.safetensors"))
+
+
+def test_perceptual_loss(vgg_file: Path, pair) -> None:
+    sr, hr = pair
+    loss = losses.PerceptualLoss(
+        layer_weights={"relu2_2": 1.0, "conv3_1": 0.5}, criterion="l1", weights=vgg_file
+    )
+    assert float(loss(hr, hr)) == 0.0
+    x = sr.clone().requires_grad_(True)
+    value = loss(x, hr)
+    value.backward()
+    assert float(value.detach()) > 0 and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert all(not p.requires_grad for p in loss.vgg.parameters())
+    loss.train()
+    assert not loss.vgg.training
+
+
+def test_adversarial_known_values() -> None:
+    zeros = torch.zeros(4, 1)
+    ln2 = math.log(2)
+    assert float(losses.d_loss("vanilla", zeros, zeros)) == pytest.approx(2 * ln2)
+    assert float(losses.g_loss("vanilla", zeros, zeros)) == pytest.approx(ln2)
+    # relativistic: only differences to the other side's mean matter
+    real, fake = torch.full((4, 1), 3.0), torch.full((4, 1), 3.0)
+    assert float(losses.d_loss("ragan", real, fake)) == pytest.approx(ln2)
+    assert float(losses.g_loss("ragan", real, fake)) == pytest.approx(ln2)
+    real, fake = torch.tensor([[2.0], [4.0]]), torch.tensor([[1.0], [-1.0]])
+    assert float(losses.d_loss("wgan_gp", real, fake)) == pytest.approx(0.0 - 3.0)
+    assert float(losses.g_loss("wgan_gp", real, fake)) == pytest.approx(-0.0)
+    # a confident discriminator: D loss small, generator loss large
+    sure_real, sure_fake = torch.full((4, 1), 10.0), torch.full((4, 1), -10.0)
+    assert float(losses.d_loss("vanilla", sure_real, sure_fake)) < 1e-3
+    assert float(losses.g_loss("vanilla", sure_real, sure_fake)) > 9.0
+    with pytest.raises(UsageError, match="valid: vanilla, ragan, wgan_gp"):
+        losses.d_loss("hinge", zeros, zeros)
+
+
+class _Linear(torch.nn.Module):
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.w).sum(dim=(1, 2, 3))[:, None]
+
+
+def test_gradient_penalty_of_a_linear_critic() -> None:
+    w = torch.full((1, 3, 4, 4), 0.5)  # ||grad|| = ||w|| = 0.5 * sqrt(48) everywhere
+    disc = _Linear(w)
+    real, fake = torch.rand(3, 3, 4, 4), torch.rand(3, 3, 4, 4)
+    gp = losses.gradient_penalty(disc, real, fake, weight=10.0)
+    assert float(gp.detach()) == pytest.approx(10.0 * (0.5 * math.sqrt(48) - 1) ** 2, rel=1e-5)
+    gp.backward()
+    assert disc.w.grad is not None and torch.isfinite(disc.w.grad).all()

@@ -1,0 +1,355 @@
+"""The training loop on CPU with tiny models and a handful of real T91 crops: PSNR and GAN
+stages, every shipped recipe, exact resume, PSNR->GAN hand-over, freezing, the NaN guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srtool.data import read_rgb8
+from srtool.errors import UsageError
+from srtool.models import build
+from srtool.models.checkpoint import load_checkpoint, load_state, save_checkpoint
+from srtool.train import load_recipe
+from srtool.train.loop import TrainingDiverged, TrainingInterrupted, lr_factor, train
+
+RECIPES = Path(__file__).resolve().parents[1] / "training" / "recipes"
+VGG_FILE = (
+    Path(__file__).resolve().parents[1]
+    / ".."
+    / "shared"
+    / "weights"
+    / ("vgg19_conv1_1-conv3_1_oxford.safetensors")
+)
+TINY = {
+    "compact": "{features = 8, convs = 1}",
+    "srresnet": "{features = 8, blocks = 1}",
+    "rrdbnet": "{features = 8, blocks = 1, growth = 4}",
+}
+BASE = [
+    "model.arch=compact",
+    f"model.hparams={TINY['compact']}",
+    "data.patch_size=32",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "data.val_count=2",
+    "train.log_every=1",
+    "train.val_every=2",
+    "train.save_every=2",
+    "train.amp=off",
+]
+
+
+@pytest.fixture(scope="module")
+def t91(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six real T91 images cropped to 64x64, written as PNG into a temporary folder."""
+    folder = tmp_path_factory.mktemp("t91")
+    for f in sorted((shared_data / "T91").glob("*.bmp"))[:6]:
+        Image.fromarray(read_rgb8(f)[:64, :64]).save(folder / f"{f.stem}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def vgg_file() -> Path:
+    if not VGG_FILE.is_file():
+        pytest.skip(f"truncated VGG19 weights not found at {VGG_FILE}")
+    return VGG_FILE
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on shared cores every OpenMP barrier
+    waits for a descheduled thread (a 4x16x8x8 BatchNorm was measured at 24 ms with 2 threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def losses_by_step(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss_g"] for r in rows(run) if "loss_g" in r}
+
+
+def test_psnr_stage_learns_and_writes_everything(t91: Path, tmp_path: Path) -> None:
+    events = []
+    recipe = load_recipe(
+        None,
+        BASE
+        + [
+            "train.steps=16",
+            "optim.lr=3e-3",
+            "train.val_every=8",
+            "train.save_every=4",
+            "train.keep_last=2",
+            "optim.schedule=cosine",
+            "train.ema_decay=0.9",
+        ],
+    )
+    res = train(
+        recipe, data=[str(t91)], out_dir=tmp_path / "run", device="cpu", progress=events.append
+    )
+    run = tmp_path / "run"
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert ckpts == [
+        "best.safetensors",
+        "last.state.pt",
+        "step_0000012.safetensors",
+        "step_0000016.safetensors",
+    ]
+    model, meta = load_checkpoint(run / "checkpoints" / "step_0000016.safetensors")
+    assert meta["step"] == 16 and meta["weights"] == "ema" and model.scale == 4
+    assert meta["recipe"]["optim"]["schedule"] == "cosine"
+    assert meta["training"]["train_images"] == 4
+    assert load_recipe(run / "recipe.toml") == recipe
+    log = rows(run)
+    assert [r["step"] for r in log if "loss_g" in r] == list(range(1, 17))
+    val = [r for r in log if "val_psnr" in r]
+    assert [r["step"] for r in val] == [8, 16]
+    assert val[1]["val_psnr"] > val[0]["val_psnr"]  # it learns
+    assert res.best_step == 16 and res.best_psnr == pytest.approx(val[1]["val_psnr"])
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "loss_pixel" in header and "val_psnr" in header and "patches_s" in header
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    kinds = {e.kind for e in events}
+    assert {"load", "start", "step", "val", "save", "done"} <= kinds
+    assert log[0]["lr"] == pytest.approx(3e-3 * lr_factor(0, recipe))
+    assert log[-2]["lr"] < 0.02 * 3e-3  # the cosine schedule has nearly reached its floor
+
+
+def _recipe_overrides(name: str) -> list[str]:
+    r = load_recipe(RECIPES / f"{name}.toml")
+    patch = 8 * r.model.scale
+    out = [
+        f"model.hparams={TINY[r.model.arch]}",
+        f"data.patch_size={patch}",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "data.val_count=1",
+        "train.steps=2",
+        "train.save_every=2",
+        "train.val_every=2",
+    ]
+    if r.is_gan:
+        out.append("discriminator.hparams={features = 8}")
+    if r.loss.perceptual_weight > 0:  # offline: layers the truncated VGG19 file holds
+        before = any(k.startswith("conv") for k in r.loss.perceptual_layers)
+        layer = "conv3_1" if before else "relu2_2"
+        out.append(f"loss.perceptual_layers={{{layer} = 1.0}}")
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in RECIPES.glob("*.toml")))
+def test_each_recipe_starts_and_writes_a_checkpoint(
+    name: str, t91: Path, tmp_path: Path, vgg_file: Path
+) -> None:
+    recipe = load_recipe(RECIPES / f"{name}.toml", _recipe_overrides(name))
+    res = train(
+        recipe, data=[str(t91)], out_dir=tmp_path / name, device="cpu", vgg_weights=vgg_file
+    )
+    assert res.last_checkpoint is not None
+    assert res.last_checkpoint.name == "step_0000002.safetensors"
+    _, meta = load_checkpoint(res.last_checkpoint)
+    assert meta["recipe"]["name"] == name
+    last = [r for r in rows(tmp_path / name) if "loss_g" in r][-1]
+    assert np.isfinite(last["loss_g"])
+    if recipe.is_gan:
+        assert {"loss_adv", "loss_perceptual", "loss_d", "d_real", "d_fake"} <= set(last)
+
+
+GAN = [
+    "loss.adversarial=wgan_gp",
+    "loss.adversarial_weight=1e-3",
+    "loss.d_warmup_steps=1",
+    "discriminator.hparams={features = 4}",
+    "degradation.kind=practical",
+    "optim.schedule=cosine",
+    "train.ema_decay=0.9",
+]
+
+
+def test_resume_reproduces_the_uninterrupted_run(t91: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(None, BASE + GAN + ["train.steps=4", "train.save_every=3"])
+    # the data a step sees does not depend on the number of DataLoader workers
+    workers = load_recipe(
+        None, BASE + GAN + ["train.steps=4", "train.save_every=3", "data.num_workers=2"]
+    )
+    train(workers, data=[str(t91)], out_dir=tmp_path / "straight", device="cpu")
+
+    def interrupt(event) -> None:  # Ctrl-C during step 2: the step completes, state is saved
+        if event.kind == "step" and event.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted, match="interrupted after step 2 of 4"):
+        train(recipe, data=[str(t91)], out_dir=tmp_path / "split", device="cpu", progress=interrupt)
+    assert signal.getsignal(signal.SIGINT) is not None  # handlers restored
+    assert (tmp_path / "split" / "checkpoints" / "step_0000002.safetensors").exists()
+    with pytest.raises(UsageError, match="--resume"):
+        train(recipe, data=[str(t91)], out_dir=tmp_path / "split", device="cpu")
+    res = train(recipe, data=[str(t91)], out_dir=tmp_path / "split", device="cpu", resume=True)
+    assert res.start_step == 2
+    a, b = losses_by_step(tmp_path / "straight"), losses_by_step(tmp_path / "split")
+    assert list(a) == list(b) == [1, 2, 3, 4]
+    assert a == b  # bitwise: same data order, random numbers, optimiser and EMA state
+    sa = load_state(tmp_path / "straight" / "checkpoints" / "step_0000004.safetensors")[0]
+    sb = load_state(tmp_path / "split" / "checkpoints" / "step_0000004.safetensors")[0]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    da = torch.load(tmp_path / "straight" / "checkpoints" / "last.state.pt", weights_only=True)
+    db = torch.load(tmp_path / "split" / "checkpoints" / "last.state.pt", weights_only=True)
+    assert all(torch.equal(da["d"][k], db["d"][k]) for k in da["d"])
+
+
+@pytest.fixture(scope="module")
+def psnr_checkpoint(t91: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("psnr")
+    res = train(
+        load_recipe(None, BASE + ["train.steps=2"]), data=[str(t91)], out_dir=out, device="cpu"
+    )
+    return res.last_checkpoint
+
+
+def test_psnr_to_gan_hand_over(
+    t91: Path, tmp_path: Path, psnr_checkpoint: Path, vgg_file: Path
+) -> None:
+    gan = load_recipe(
+        None,
+        BASE
+        + [
+            "train.steps=2",
+            "loss.adversarial=ragan",
+            "loss.adversarial_weight=5e-3",
+            "loss.pixel_weight=1e-2",
+            "loss.perceptual_weight=1.0",
+            "loss.perceptual_layers={conv2_2 = 1.0}",
+            "discriminator.hparams={features = 4}",
+            "train.ema_decay=0",
+        ],
+    )
+    res = train(
+        gan,
+        data=[str(t91)],
+        out_dir=tmp_path / "gan",
+        device="cpu",
+        init_from=psnr_checkpoint,
+        vgg_weights=vgg_file,
+    )
+    start, _ = load_state(psnr_checkpoint)  # EMA weights of the PSNR model
+    after, meta = load_state(res.last_checkpoint, prefer_ema=False)
+    assert meta["training"]["init_from"] == str(psnr_checkpoint)
+    # two Adam steps at lr 1e-4 move each weight by at most ~2e-4
+    assert max(float((after[k] - start[k]).abs().max()) for k in start) < 3e-4
+    fresh = build("compact", scale=4, features=8, convs=1).state_dict()
+    assert max(float((after[k] - fresh[k]).abs().max()) for k in fresh) > 1e-2
+    wrong = load_recipe(None, BASE + ["model.arch=srresnet", f"model.hparams={TINY['srresnet']}"])
+    with pytest.raises(UsageError, match="it is compact x4, the recipe trains srresnet x4"):
+        train(
+            wrong,
+            data=[str(t91)],
+            out_dir=tmp_path / "wrong",
+            device="cpu",
+            init_from=psnr_checkpoint,
+        )
+
+
+def test_freeze_keeps_frozen_weights_bit_identical(
+    t91: Path, tmp_path: Path, psnr_checkpoint: Path
+) -> None:
+    recipe = load_recipe(None, BASE + ["train.steps=3", "optim.lr=1e-2"])
+    res = train(
+        recipe,
+        data=[str(t91)],
+        out_dir=tmp_path / "ft",
+        device="cpu",
+        init_from=psnr_checkpoint,
+        freeze=["body.*", "!body.2.*"],
+    )
+    start, _ = load_state(psnr_checkpoint)
+    for weights in ("raw", "ema"):
+        after, _ = load_state(res.last_checkpoint, prefer_ema=weights == "ema")
+        for k in start:
+            if k.startswith("body.2."):
+                assert not torch.equal(after[k], start[k]), k
+            else:
+                assert torch.equal(after[k], start[k]), k
+    with pytest.raises(UsageError, match="matches no parameter; top-level names: body"):
+        train(recipe, data=[str(t91)], out_dir=tmp_path / "bad", device="cpu", freeze=["trunk.*"])
+
+
+def test_nan_guard_skips_counts_and_stops_with_saved_state(t91: Path, tmp_path: Path) -> None:
+    model = build("compact", scale=4, features=8, convs=1)
+    with torch.no_grad():
+        model.body[0].weight[0, 0, 0, 0] = float("nan")  # NaN output -> NaN loss
+    poisoned = save_checkpoint(tmp_path / "nan.safetensors", model, meta={"step": 0})
+    recipe = load_recipe(None, BASE + ["train.steps=10", "train.max_bad_steps=2"])
+    with pytest.raises(TrainingDiverged, match="3 steps had a non-finite loss or gradient"):
+        train(recipe, data=[str(t91)], out_dir=tmp_path / "run", device="cpu", init_from=poisoned)
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.state.pt", weights_only=True)
+    assert state["bad_steps"] == 3 and state["step"] == 3
+    assert state["opt_g"]["state"] == {}  # no optimiser step was taken
+    assert (tmp_path / "run" / "checkpoints" / "step_0000003.safetensors").exists()
+
+
+def test_too_small_images_are_reported(t91: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(None, BASE + ["data.patch_size=128"])
+    with pytest.raises(UsageError, match=r"only 0 training image\(s\) hold a 128 px patch"):
+        train(recipe, data=[str(t91)], out_dir=tmp_path / "run", device="cpu")
+
+
+def test_bf16_autocast_on_cpu_runs_and_fp16_is_refused(t91: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(None, BASE + ["train.steps=2", "train.amp=bf16", "data.val_count=0"])
+    res = train(recipe, data=[str(t91)], out_dir=tmp_path / "bf16", device="cpu")
+    assert res.amp == "bf16" and np.isfinite(res.final_losses["loss_g"])
+    recipe = load_recipe(None, BASE + ["train.steps=2", "train.amp=fp16"])
+    with pytest.raises(UsageError, match="'fp16' needs CUDA"):
+        train(recipe, data=[str(t91)], out_dir=tmp_path / "fp16", device="cpu")
+
+
+def test_separate_validation_folder(t91: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(None, BASE + ["train.steps=1", "data.val_crop=32"])
+    res = train(recipe, data=[str(t91)], val=str(t91), out_dir=tmp_path / "run", device="cpu")
+    assert res.train_images == 6 and res.val_images == 6  # nothing held out from --data
+    assert res.best_psnr is not None and 10 < res.best_psnr < 60
+
+
+def test_init_from_a_community_state_dict(t91: Path, tmp_path: Path) -> None:
+    """Real-ESRGAN's animevideov3 release (SRVGGNetCompact, 64 x 16, x4, a ``params`` dict in a
+    .pth file) fine-tuned with only its last convolution trainable."""
+    pth = VGG_FILE.with_name("realesr-animevideov3_x4.pth")
+    if not pth.is_file():
+        pytest.skip(f"{pth} not found")
+    release = torch.load(pth, map_location="cpu", weights_only=True)["params"]
+    recipe = load_recipe(
+        None,
+        BASE
+        + [
+            "model.hparams={features = 64, convs = 16}",
+            "train.steps=1",
+            "data.val_count=0",
+            "train.ema_decay=0",
+        ],
+    )
+    res = train(
+        recipe,
+        data=[str(t91)],
+        out_dir=tmp_path / "ft",
+        device="cpu",
+        init_from=pth,
+        freeze=["*", "!body.34.*"],
+    )
+    after, _ = load_state(res.last_checkpoint)
+    assert after.keys() == release.keys()
+    for k, v in release.items():
+        assert torch.equal(after[k], v) == (not k.startswith("body.34.")), k
+    small = load_recipe(None, BASE + ["train.steps=1"])
+    with pytest.raises(UsageError, match="weights do not fit compact"):
+        train(small, data=[str(t91)], out_dir=tmp_path / "bad", device="cpu", init_from=pth)
