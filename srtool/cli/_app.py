@@ -53,6 +53,21 @@ def _root(
     """Image super-resolution: train, export, upscale and evaluate."""
 
 
+def parse_tile(value: str) -> int | None:
+    """``--tile``: ``auto`` -> None (sized from free memory), else a size in pixels (0 = whole)."""
+    from srtool.errors import UsageError
+
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        tile = int(value)
+    except ValueError:
+        tile = -1
+    if tile < 0:
+        raise UsageError(f"--tile {value}: use a size in pixels, 0 (whole image) or auto")
+    return tile
+
+
 def setup_logging(verbose: bool, quiet: bool = False) -> None:
     """Route the library's ``srtool`` logger to stderr through Rich."""
     from rich.logging import RichHandler

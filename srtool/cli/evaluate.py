@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from srtool.cli._app import QuietOption, VerboseOption, app, cli_errors, console, setup_logging
+from srtool.cli._app import (
+    QuietOption,
+    VerboseOption,
+    app,
+    cli_errors,
+    console,
+    parse_tile,
+    setup_logging,
+)
 
 if TYPE_CHECKING:
     from srtool.evaluate import EvaluationReport, ProgressEvent
@@ -114,13 +122,11 @@ def evaluate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from srtool import reports
-    from srtool.errors import UsageError
     from srtool.evaluate import evaluate as run_evaluation
 
     setup_logging(verbose, quiet)
     with cli_errors(verbose):
-        if tile != "auto" and not tile.isdigit():
-            raise UsageError("--tile must be a number of pixels, 0, or auto")
+        tile_size = parse_tile(tile)
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -153,7 +159,7 @@ def evaluate(
                 tta=tta,
                 back_projection=back_projection,
                 device=device,
-                tile=tile if tile == "auto" else int(tile),
+                tile=tile_size,
                 save_images=save_images,
                 download=download,
                 progress=on_progress,

@@ -7,21 +7,15 @@ from typing import Annotated
 
 import typer
 
-from srtool.cli._app import QuietOption, VerboseOption, app, cli_errors, err_console, setup_logging
-
-
-def _parse_tile(value: str) -> int | None:
-    from srtool.errors import UsageError
-
-    if value.strip().lower() == "auto":
-        return None
-    try:
-        tile = int(value)
-    except ValueError:
-        tile = -1
-    if tile < 0:
-        raise UsageError(f"--tile {value}: use a size in pixels, 0 (whole image) or auto")
-    return tile
+from srtool.cli._app import (
+    QuietOption,
+    VerboseOption,
+    app,
+    cli_errors,
+    err_console,
+    parse_tile,
+    setup_logging,
+)
 
 
 @app.command()
@@ -134,7 +128,7 @@ def upscale(
 
         if alpha not in ALPHA_MODES:
             raise UsageError(f"--alpha {alpha}: choose from {', '.join(ALPHA_MODES)}")
-        tile_size = _parse_tile(tile)
+        tile_size = parse_tile(tile)
         jobs = collect_jobs(
             input,
             output,
