@@ -1,1 +1,3 @@
-"""Shipped training recipes (TOML), installed as ``srtool.recipes`` so ``srtool train NAME`` finds them."""
+"""Shipped training recipes (TOML), installed as ``srtool.recipes``.
+
+``srtool train NAME`` finds them here."""
