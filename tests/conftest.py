@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,16 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(TESTS_DIR))
 
 from onnx_factory import build_sr_model  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _restore_srtool_logger() -> Iterator[None]:
+    """CLI commands configure the ``srtool`` logger (handler, level, no propagation); undo it
+    after each test so later tests' ``caplog`` sees library warnings whatever ran before."""
+    logger = logging.getLogger("srtool")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture(scope="session")

@@ -159,6 +159,25 @@ def test_shipped_model_lookup(
     assert result.exit_code == 2 and "not installed" in result.output
 
 
+def test_missing_scale_uses_nearest_shipped_model(
+    photo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = tmp_path / "models"
+    build_sr_model(models / "compact-x4" / "model.onnx", scale=4)
+    monkeypatch.setattr(
+        "srtool.infer.catalog.shipped_models", lambda: {"compact-x4": models / "compact-x4"}
+    )
+    result = run(str(photo_dir / "baby.png"), str(tmp_path / "o"), "--scale", "3")
+    assert result.exit_code == 0, result.output
+    assert "compact-x3 is not installed: using compact-x4" in " ".join(result.output.split())
+    assert Image.open(tmp_path / "o" / "baby.png").size == (96 * 3, 80 * 3)
+    # an explicit --outscale keeps the exact-model rule: no silent stand-in
+    result = run(
+        str(photo_dir / "baby.png"), str(tmp_path / "p"), "--scale", "3", "--outscale", "3"
+    )
+    assert result.exit_code == 2 and "not installed" in result.output
+
+
 def test_quiet_and_plain_logs(photo_dir: Path, tmp_path: Path, tiny_model_x2: Path) -> None:
     result = run(str(photo_dir), str(tmp_path / "o"), "--model", str(tiny_model_x2), "--quiet")
     assert result.exit_code == 0 and result.output.strip() == ""

@@ -31,7 +31,8 @@ def upscale(
             "-s",
             min=2,
             max=4,
-            help="Use the shipped model for x2, x3 or x4 (default 4).",
+            help="Use the shipped model for x2, x3 or x4 (default 4); if that one is not "
+            "installed, the nearest shipped scale runs and its output is resized to xN.",
         ),
     ] = None,
     model: Annotated[
@@ -149,7 +150,10 @@ def upscale(
             batch=batch,
             fp16=fp16,
             threads=threads,
+            allow_other_scale=outscale is None,
         )
+        if outscale is None and scale is not None and upscaler.scale != scale:
+            outscale = float(scale)  # a stand-in model of another scale: resize to the request
         for notice in upscaler.model.notices:
             if not quiet:
                 err_console.print(f"[yellow]note:[/] {notice}", highlight=False)

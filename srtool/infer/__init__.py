@@ -19,13 +19,16 @@ def load_upscaler(
     batch: int | None = None,
     fp16: bool = False,
     threads: int | None = None,
+    allow_other_scale: bool = False,
 ) -> Upscaler:
     """Build an ``Upscaler`` for a shipped model name, an ONNX path, or the default for ``scale``.
 
     This is the path ``srtool upscale`` and ``srtool evaluate`` share. ``tile="auto"`` (or None)
-    sizes tiles from free memory; ``0`` runs whole images.
+    sizes tiles from free memory; ``0`` runs whole images. With ``allow_other_scale`` a missing
+    default model for ``scale`` is replaced by another shipped scale (``Upscaler.scale`` then
+    differs from ``scale`` and the caller resizes to it).
     """
-    ref = resolve_model(model, scale, fp16=fp16)
+    ref = resolve_model(model, scale, fp16=fp16, allow_other_scale=allow_other_scale)
     onnx_model = OnnxModel(ref.path, device=device, name=ref.name, threads=threads)
     if ref.notice:
         onnx_model.notices.append(ref.notice)

@@ -58,11 +58,25 @@ def _looks_like_path(model: str) -> bool:
     return model.lower().endswith(".onnx") or os.sep in model or "/" in model
 
 
-def resolve_model(model: str | None, scale: int | None, *, fp16: bool = False) -> ModelRef:
+def _stand_in(scale: int, installed: dict[str, Path]) -> str | None:
+    """The shipped default nearest above ``scale`` (its output is then reduced), else the
+    nearest below (run twice, then reduced); None when no default model is installed."""
+    others = [s for s, name in DEFAULT_MODEL_FOR_SCALE.items() if name in installed and s != scale]
+    above = sorted(s for s in others if s > scale)
+    below = sorted((s for s in others if s < scale), reverse=True)
+    best = (above or below or [None])[0]
+    return None if best is None else DEFAULT_MODEL_FOR_SCALE[best]
+
+
+def resolve_model(
+    model: str | None, scale: int | None, *, fp16: bool = False, allow_other_scale: bool = False
+) -> ModelRef:
     """Turn ``--model`` / ``--scale`` into one ONNX file.
 
-    With no model the shipped default for ``scale`` (4 when unset) is used. A name that is not
-    a shipped model and not an existing file is an error listing what is installed.
+    With no model the shipped default for ``scale`` (4 when unset) is used. When that one is not
+    installed and ``allow_other_scale`` is set, the nearest other shipped default stands in (the
+    caller then resizes its output to ``scale``). A name that is not a shipped model and not an
+    existing file is an error listing what is installed.
     """
     if model is None:
         scale = 4 if scale is None else scale
@@ -75,10 +89,15 @@ def resolve_model(model: str | None, scale: int | None, *, fp16: bool = False) -
         model = DEFAULT_MODEL_FOR_SCALE[scale]
         installed = shipped_models()
         if model not in installed:
-            raise ModelError(
-                f"the default x{scale} model '{model}' is not installed; "
-                "pass --model PATH.onnx (any ONNX super-resolution model works)"
-            )
+            stand_in = _stand_in(scale, installed) if allow_other_scale else None
+            if stand_in is None:
+                raise ModelError(
+                    f"the default x{scale} model '{model}' is not installed; "
+                    "pass --model PATH.onnx (any ONNX super-resolution model works)"
+                )
+            ref = resolve_model(stand_in, None, fp16=fp16)
+            note = f"{model} is not installed: using {stand_in} and resizing its output to x{scale}"
+            return ModelRef(ref.name, ref.path, ref.shipped, notice=note)
     candidate = Path(model).expanduser()
     if candidate.is_file():
         return ModelRef(name=candidate.stem, path=candidate, shipped=False)
