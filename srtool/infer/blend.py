@@ -98,15 +98,25 @@ class FeatherCanvas:
             self._band = np.zeros((channels, band_height, grid.width * scale), dtype=np.float32)
             self._weight = np.zeros((band_height, grid.width * scale), dtype=np.float32)
         self._band_top = 0
-        self._cache: dict[tuple[int, int], np.ndarray | None] = {}
+        self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray] | None] = {}
+        self._scratch = np.empty((0, 0), dtype=np.float32)
 
     def _weights(self, tile: Tile) -> np.ndarray | None:
+        """This tile's 2-D feather weights (None where they are all 1), in a scratch buffer
+        that the next call overwrites. Only the 1-D profiles are cached: caching 2-D weights
+        per tile would hold a float32 copy of the whole output."""
         key = (tile.row, tile.col)
         if key not in self._cache:
             rows, cols = tile_weights(self.grid, tile, self.scale)
-            full = None if rows.min() == 1.0 and cols.min() == 1.0 else rows[:, None] * cols[None]
-            self._cache[key] = full
-        return self._cache[key]
+            flat = rows.min() == 1.0 and cols.min() == 1.0
+            self._cache[key] = None if flat else (rows, cols)
+        profiles = self._cache[key]
+        if profiles is None:
+            return None
+        rows, cols = profiles
+        if self._scratch.shape != (rows.size, cols.size):
+            self._scratch = np.empty((rows.size, cols.size), dtype=np.float32)
+        return np.multiply.outer(rows, cols, out=self._scratch)
 
     def add(self, tile: Tile, pixels: np.ndarray) -> None:
         """Add one tile's output: float32 ``channels x tile.height*scale x tile.width*scale``.
