@@ -18,7 +18,13 @@ from srtool.errors import UsageError
 from srtool.models import build
 from srtool.models.checkpoint import load_checkpoint, load_state, save_checkpoint
 from srtool.train import load_recipe
-from srtool.train.loop import TrainingDiverged, TrainingInterrupted, lr_factor, train
+from srtool.train.loop import (
+    TrainingDiverged,
+    TrainingInterrupted,
+    load_init,
+    lr_factor,
+    train,
+)
 
 RECIPES = Path(__file__).resolve().parents[1] / "training" / "recipes"
 VGG_FILE = (
@@ -259,6 +265,29 @@ def test_psnr_to_gan_hand_over(
             device="cpu",
             init_from=psnr_checkpoint,
         )
+
+
+def test_init_from_another_scale_copies_all_but_the_upsampler(psnr_checkpoint: Path) -> None:
+    recipe = load_recipe(None, BASE + ["model.scale=3", "data.patch_size=33"])
+    torch.manual_seed(0)
+    model = build("compact", scale=3, features=8, convs=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    meta = load_init(model, psnr_checkpoint, recipe)
+    source, _ = load_state(psnr_checkpoint)
+    fresh = set(meta["init_fresh"])
+    after = model.state_dict()
+    assert fresh and fresh < set(after)  # the x3-specific layer only, not the whole network
+    for k, v in after.items():
+        if k in fresh:
+            assert torch.equal(v, before[k]) and source[k].shape != v.shape, k
+        else:
+            assert torch.equal(v, source[k]), k
+    other = load_recipe(
+        None,
+        BASE + ["model.scale=3", "data.patch_size=33", "model.hparams={features = 4, convs = 1}"],
+    )
+    with pytest.raises(UsageError, match="differs from the recipe's compact .* beyond the scale"):
+        load_init(build("compact", scale=3, features=4, convs=1), psnr_checkpoint, other)
 
 
 def test_freeze_keeps_frozen_weights_bit_identical(

@@ -233,7 +233,8 @@ def train(
         typer.Option(
             help="Start from these weights: an srtool checkpoint (e.g. a GAN stage "
             "from a PSNR model) or a state dict (.pth/.safetensors, e.g. a Real-ESRGAN "
-            "release) matching the recipe's network."
+            "release) matching the recipe's network. A checkpoint of the same network at "
+            "another scale starts every layer but the upsampler's."
         ),
     ] = None,
     freeze: Annotated[

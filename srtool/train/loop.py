@@ -219,12 +219,22 @@ def load_init(model: nn.Module, path: str | Path, recipe: Recipe) -> dict[str, A
     if is_checkpoint(path):
         source, meta = load_checkpoint(path)
         arch, scale = getattr(source, "arch", None), getattr(source, "scale", None)
-        if arch != recipe.model.arch or scale != recipe.model.scale:
+        if arch != recipe.model.arch:
             raise UsageError(
                 f"--init-from {path}: it is {arch} x{scale}, the recipe trains "
                 f"{recipe.model.arch} x{recipe.model.scale}"
             )
         state, meta = source.state_dict(), dict(meta or {})
+        if scale != recipe.model.scale:
+            state, fresh = _cross_scale_state(model, state, recipe, scale, path)
+            log.warning(
+                "--init-from %s: x%s weights for a x%s network; the scale-specific %s start fresh",
+                path,
+                scale,
+                recipe.model.scale,
+                ", ".join(fresh),
+            )
+            meta["init_fresh"] = fresh
     else:
         state, meta = _plain_state_dict(path), {"source": "state_dict"}
     try:
@@ -236,6 +246,31 @@ def load_init(model: nn.Module, path: str | Path, recipe: Recipe) -> dict[str, A
             f"{recipe.model.hparams or ''} x{recipe.model.scale}: {detail}"
         ) from None
     return meta
+
+
+def _cross_scale_state(
+    model: nn.Module,
+    source: dict[str, torch.Tensor],
+    recipe: Recipe,
+    source_scale: int,
+    path: Path,
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Weights for ``model`` from the same network trained at another scale (the way x3/x4
+    models are commonly started from a x2 one): every tensor whose shape does not depend on the
+    scale is copied; the scale-specific ones (the upsampler's) keep ``model``'s initialisation,
+    and their names are returned."""
+    from srtool.models import build
+
+    twin = build(recipe.model.arch, scale=source_scale, **recipe.model.hparams).state_dict()
+    if set(source) != set(twin) or any(source[k].shape != twin[k].shape for k in twin):
+        raise UsageError(
+            f"--init-from {path}: its network differs from the recipe's "
+            f"{recipe.model.arch} {recipe.model.hparams or ''} beyond the scale"
+        )
+    target = model.state_dict()
+    fresh = sorted(k for k in target if k not in twin or twin[k].shape != target[k].shape)
+    merged = {k: (target[k] if k in fresh else source[k]) for k in target}
+    return merged, fresh
 
 
 def _plain_state_dict(path: Path) -> dict[str, torch.Tensor]:
