@@ -220,7 +220,7 @@ def main() -> int:
             f"{big['float32_output_mib']:.0f} MiB)"
         )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({**results, "cores": cpu_thread_count()}, indent=2))
     return 0
 
 

@@ -38,8 +38,11 @@ def _parity_rows(rows: list[ParityResult]) -> list[str]:
 def render_card(report: ExportReport) -> str:
     """Markdown text of the model card for ``report``."""
     name = report.out_path.name
+    stem = report.out_path.stem
+    # exports/<name>/model.onnx: the folder names the model
+    title = report.out_path.parent.name if stem == "model" and report.out_path.parent.name else stem
     lines = [
-        f"# {report.out_path.stem}",
+        f"# {title}",
         "",
         f"`{report.arch}` x{report.scale} super-resolution model, exported by srtool "
         f"{report.metadata.get('srtool.version', '')}.",

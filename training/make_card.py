@@ -1,0 +1,159 @@
+"""Assemble a shipped model's card (``exports/<name>/card.md``) from what made and measured it.
+
+Every number in the card comes from a file written by srtool itself:
+
+- the training run folder (``run.json``, ``recipe.toml``, ``metrics.jsonl``),
+- the card ``srtool export`` wrote beside the ONNX file, kept as ``training/<name>/export.md``
+  (network size, parity with PyTorch),
+- the Markdown table of ``srtool evaluate --markdown``,
+- the JSON of ``benchmarks/upscale_bench.py --model ... --json`` (CPU speed through the
+  ``srtool upscale`` pipeline),
+- ``commands.sh`` in the model's ``training/<name>/`` folder (the exact commands).
+
+    python training/make_card.py compact-x4 --eval training/compact-x4/evaluate.md \\
+        --bench training/compact-x4/bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Published PSNR-Y of FSRCNN (Dong et al., ECCV 2016, Table 4): the quality floor of a shipped model
+FSRCNN = {
+    2: {"Set5": 37.00, "Set14": 32.63, "BSD100": 31.53},
+    3: {"Set5": 33.18, "Set14": 29.37, "BSD100": 28.53},
+    4: {"Set5": 30.72, "Set14": 27.61, "BSD100": 26.98},
+}
+
+
+def _metrics(run: Path) -> tuple[list[dict], list[dict]]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+    train = [r for r in rows if "loss_g" in r]
+    val = [r for r in rows if "val_psnr" in r]
+    return train, val
+
+
+def _export_sections(model_card: str) -> str:
+    """The export card without its title and usage lines (the shipped card has its own)."""
+    lines = model_card.splitlines()
+    body = lines[1:]
+    if "## Use" in body:
+        body = body[: body.index("## Use")]
+    return "\n".join(body).strip()
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def render(name: str, evaluate_md: Path, bench_json: Path, status: str) -> str:
+    folder = ROOT / "training" / name
+    run = folder / "run"
+    export_card = (folder / "export.md").read_text(encoding="utf-8")
+    recipe = (run / "recipe.toml").read_text(encoding="utf-8").strip()
+    args = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    commands = (folder / "commands.sh").read_text(encoding="utf-8").strip()
+    train, val = _metrics(run)
+    best = max(val, key=lambda r: r["val_psnr"])
+    last = train[-1]
+    scale = int(
+        next(line for line in recipe.splitlines() if line.startswith("scale")).split("=")[1]
+    )
+    bench = json.loads(bench_json.read_text(encoding="utf-8"))
+    evaluation = evaluate_md.read_text(encoding="utf-8").strip()
+    fsrcnn = FSRCNN[scale]
+    data = ", ".join(Path(d).name for d in args["data"])
+    hours = last["time_s"] / 3600
+    pipe = bench["pipeline"]
+    return f"""# {name}
+
+{status}
+
+```bash
+srtool upscale photos/ upscaled/ --scale {scale}
+```
+
+## Quality
+
+Measured with `srtool evaluate` (protocol below; LR images are MATLAB-bicubic, the same as the
+published tables). For comparison, FSRCNN's published PSNR-Y at x{scale}: Set5 {fsrcnn["Set5"]:.2f},
+Set14 {fsrcnn["Set14"]:.2f}, BSD100 {fsrcnn["BSD100"]:.2f}.
+
+{evaluation.replace("### Benchmarks", "### srtool evaluate")}
+
+## Speed
+
+`srtool upscale`'s code path (decode, tiles, onnxruntime, blend, PNG encode, atomic write) on
+{pipe["files"]} BSD100 photos, {_cpu_name()}, {bench.get("cores", 2)} cores, CPU provider:
+**{pipe["mpix_s"]:.2f} output megapixels per second** ({pipe["output_mpix"]:.1f} MPix in
+{pipe["seconds"]:.1f} s); the bare onnxruntime session reaches {bench["session"]["mpix_s"]:.2f}.
+Measured with `python benchmarks/upscale_bench.py --model exports/{name}/model.onnx --count
+{pipe["files"]}`.
+
+## Training
+
+- Data: {data} from `../shared/data` (the 591 training photos; images smaller than one
+  training patch are skipped by `srtool train`), synthetic MATLAB-bicubic degradation.
+  Validation: {Path(args["val"]).name} (never trained on). Set5, Set14 and BSD100 are only
+  evaluated.
+- {last["step"]:,} steps of {_batch(recipe)} patches, {last["time_s"]:,.0f} s of training
+  ({hours:.1f} h) on a 2-core CPU ({_cpu_name()}), no GPU. Best validation PSNR-Y
+  {best["val_psnr"]:.2f} dB at step {best["step"]:,}; the shipped weights are the EMA weights of
+  that checkpoint.
+- Curves: [`training/{name}/curves.png`](../../training/{name}/curves.png); log:
+  [`training/{name}/run/metrics.csv`](../../training/{name}/run/metrics.csv).
+
+Commands, as run (`training/{name}/commands.sh`):
+
+```bash
+{commands}
+```
+
+Recipe as trained (`training/{name}/run/recipe.toml`, the shipped recipe plus the overrides
+above):
+
+```toml
+{recipe}
+```
+
+## Export
+
+{_export_sections(export_card)}
+"""
+
+
+def _batch(recipe: str) -> str:
+    for line in recipe.splitlines():
+        if line.replace(" ", "").startswith("batch_size="):
+            return line.split("=")[1].strip()
+    return "?"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", help="model folder name, e.g. compact-x4")
+    parser.add_argument("--eval", type=Path, required=True, help="srtool evaluate --markdown file")
+    parser.add_argument("--bench", type=Path, required=True, help="upscale_bench.py --json file")
+    parser.add_argument("--status", default="", help="one paragraph under the title")
+    args = parser.parse_args()
+    card = render(args.name, args.eval, args.bench, args.status)
+    out = ROOT / "exports" / args.name / "card.md"
+    out.write_text(card, encoding="utf-8")
+    sys.stdout.write(f"wrote {out}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
