@@ -315,18 +315,16 @@ def _torch_to_onnx(model: Any, src: ResolvedSource, *, opset: int, exporter: Exp
     example = torch.rand(2, src.in_channels, _round_up(24, m), _round_up(40, m))
     with tempfile.TemporaryDirectory(prefix="srtool-export-") as tmp, _quiet_exporter():
         target = Path(tmp) / "model.onnx"
+        common = (model, (example,), str(target))
+        named = {"input_names": ["lr"], "output_names": ["sr"], "opset_version": opset}
         try:
             if exporter == "dynamo":
                 from torch.export import Dim
 
                 auto = {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}
                 torch.onnx.export(
-                    model,
-                    (example,),
-                    str(target),
-                    input_names=["lr"],
-                    output_names=["sr"],
-                    opset_version=opset,
+                    *common,
+                    **named,
                     dynamo=True,
                     dynamic_shapes=(auto,),
                     external_data=False,
@@ -335,12 +333,8 @@ def _torch_to_onnx(model: Any, src: ResolvedSource, *, opset: int, exporter: Exp
                 )
             elif exporter == "torchscript":
                 torch.onnx.export(
-                    model,
-                    (example,),
-                    str(target),
-                    input_names=["lr"],
-                    output_names=["sr"],
-                    opset_version=opset,
+                    *common,
+                    **named,
                     dynamo=False,
                     dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"}, "sr": {0: "batch"}},
                     do_constant_folding=True,
