@@ -126,7 +126,7 @@ class _ProgressView:
             p.update(self.task, completed=event.total, eta="0:00")
 
 
-def render_summary(res: TrainResult) -> None:
+def render_summary(res: TrainResult, *, show_all_skipped: bool = False) -> None:
     t = Table(
         title=f"srtool train: {escape(res.recipe.name)}",
         show_header=False,
@@ -171,10 +171,13 @@ def render_summary(res: TrainResult) -> None:
         t.add_row("curves", escape(str(res.curves)))
     t.add_row("next", escape(f"srtool export {res.run_dir}"))
     console.print(t)
-    for line in res.skipped[:5]:
+    shown = res.skipped if show_all_skipped else res.skipped[:5]
+    for line in shown:
         console.print(f"[yellow]skipped[/] {escape(line)}", highlight=False)
-    if len(res.skipped) > 5:
-        console.print(f"[yellow]… and {len(res.skipped) - 5} more skipped (see the log)[/]")
+    if len(res.skipped) > len(shown):
+        console.print(
+            f"[yellow]… and {len(res.skipped) - len(shown)} more skipped (--verbose lists all)[/]"
+        )
 
 
 def _default_out(recipe: Recipe, recipe_path: Path | None) -> Path:
@@ -321,4 +324,4 @@ def train(
                 progress=view,
             )
         if rank0 and not quiet:
-            render_summary(result)
+            render_summary(result, show_all_skipped=verbose)
