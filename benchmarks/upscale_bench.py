@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from srtool.evaluate import cpu_name
 from srtool.infer import load_upscaler
 from srtool.infer.jobs import collect_jobs
 from srtool.infer.onnx_session import cpu_thread_count
@@ -220,7 +221,9 @@ def main() -> int:
             f"{big['float32_output_mib']:.0f} MiB)"
         )
     if args.json:
-        args.json.write_text(json.dumps({**results, "cores": cpu_thread_count()}, indent=2))
+        args.json.write_text(
+            json.dumps({**results, "cores": cpu_thread_count(), "cpu": cpu_name()}, indent=2)
+        )
     return 0
 
 

@@ -481,7 +481,7 @@ class ProgressEvent:
 # ----------------------------------------------------------------------------- driver
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     """The CPU model (speed numbers mean little without it)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -501,7 +501,7 @@ def _environment(methods: Sequence[_Method]) -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "platform": platform.platform(),
-        "processor": _cpu_name(),
+        "processor": cpu_name(),
         "cpu_count": os.cpu_count(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
+
+from srtool.evaluate import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,16 +49,6 @@ def _export_sections(model_card: str) -> str:
     return "\n".join(body).strip()
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def render(name: str, evaluate_md: Path, bench_json: Path, status: str) -> str:
     folder = ROOT / "training" / name
     run = folder / "run"
@@ -77,6 +68,7 @@ def render(name: str, evaluate_md: Path, bench_json: Path, status: str) -> str:
     data = ", ".join(Path(d).name for d in args["data"])
     hours = last["time_s"] / 3600
     pipe = bench["pipeline"]
+    cpu = bench.get("cpu") or cpu_name()  # where it was measured, else this machine
     return f"""# {name}
 
 {status}
@@ -96,7 +88,7 @@ Set14 {fsrcnn["Set14"]:.2f}, BSD100 {fsrcnn["BSD100"]:.2f}.
 ## Speed
 
 `srtool upscale`'s code path (decode, tiles, onnxruntime, blend, PNG encode, atomic write) on
-{pipe["files"]} BSD100 photos, {_cpu_name()}, {bench.get("cores", 2)} cores, CPU provider:
+{pipe["files"]} BSD100 photos, {cpu}, {bench.get("cores", 2)} cores, CPU provider:
 **{pipe["mpix_s"]:.2f} output megapixels per second** ({pipe["output_mpix"]:.1f} MPix in
 {pipe["seconds"]:.1f} s); the bare onnxruntime session reaches {bench["session"]["mpix_s"]:.2f}.
 Measured with `python benchmarks/upscale_bench.py --model exports/{name}/model.onnx --count
@@ -109,7 +101,7 @@ Measured with `python benchmarks/upscale_bench.py --model exports/{name}/model.o
   Validation: {Path(args["val"]).name} (never trained on). Set5, Set14 and BSD100 are only
   evaluated.
 - {last["step"]:,} steps of {_batch(recipe)} patches, {last["time_s"]:,.0f} s of training
-  ({hours:.1f} h) on a 2-core CPU ({_cpu_name()}), no GPU. Best validation PSNR-Y
+  ({hours:.1f} h) on a 2-core CPU ({cpu}), no GPU. Best validation PSNR-Y
   {best["val_psnr"]:.2f} dB at step {best["step"]:,}; the shipped weights are the EMA weights of
   that checkpoint.
 - Curves: [`training/{name}/curves.png`](../../training/{name}/curves.png); log:
