@@ -1,5 +1,7 @@
 # photo-x4 (not shipped): two short ESRGAN-objective fine-tunes of compact-x4 on a 2-core CPU.
 # Offline perceptual loss: the VGG19 layers of ../shared/weights (conv1_1 ... conv3_1).
+# Both recipes were run from copies under runs/ (variant a then named photo_x4, not photo_x4_a);
+# the files here are those recipes.
 D=../shared/data
 W=../shared/weights/vgg19_conv1_1-conv3_1_oxford.safetensors
 # a) ESRGAN's weights (perceptual 1 : RaGAN 5e-3 : L1 1e-2, the perceptual term rescaled for
