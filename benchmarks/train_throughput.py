@@ -91,8 +91,8 @@ def step_throughput(
 def data_throughput(folder: str, *, kind: str, patch: int, scale: int, n: int) -> float:
     from pathlib import Path
 
-    from srtool.data import PatchDataset, PatchSampler, load_pairs, patchable
     from srtool.train.config import DegradationConfig
+    from srtool.train.patches import PatchDataset, PatchSampler, load_pairs, patchable
 
     cfg = DegradationConfig(kind=kind)
     pairs, _ = load_pairs([Path(folder)], scale=scale, degradation=cfg)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from srtool.evaluate import cpu_name
+from srtool.environment import cpu_name
 from srtool.infer import load_upscaler
 from srtool.infer.jobs import collect_jobs
 from srtool.infer.onnx_session import cpu_thread_count

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srtool import degrade
-from srtool.data import read_rgb8
+from srtool.train import degrade
 from srtool.train.config import DegradationConfig
+from srtool.train.patches import read_rgb8
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from srtool import losses
-from srtool.data import read_rgb8
 from srtool.errors import UsageError
+from srtool.train import losses
+from srtool.train.patches import read_rgb8
 
 VGG_FILE = (
     Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from srtool.cli import app
-from srtool.data import read_rgb8
+from srtool.train.patches import read_rgb8
 
 TINY = [
     "--set",

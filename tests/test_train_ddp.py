@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from srtool.data import read_rgb8
 from srtool.models.checkpoint import load_state
 from srtool.train import load_recipe, train
+from srtool.train.patches import read_rgb8
 
 OVERRIDES = [
     "model.arch=compact",

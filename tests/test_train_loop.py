@@ -13,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-from srtool.data import read_rgb8
 from srtool.errors import UsageError
 from srtool.models import build
 from srtool.models.checkpoint import load_checkpoint, load_state, save_checkpoint
@@ -25,6 +24,7 @@ from srtool.train.loop import (
     lr_factor,
     train,
 )
+from srtool.train.patches import read_rgb8
 
 RECIPES = Path(__file__).resolve().parents[1] / "training" / "recipes"
 VGG_FILE = (

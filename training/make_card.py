@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from srtool.evaluate import cpu_name
+from srtool.environment import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 

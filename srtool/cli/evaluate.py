@@ -121,7 +121,7 @@ def evaluate(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from srtool import reports
+    from srtool.evaluate import reports
     from srtool.evaluate import evaluate as run_evaluation
 
     setup_logging(verbose, quiet)
@@ -182,7 +182,7 @@ def evaluate(
 def _render(r: EvaluationReport, per_image: bool) -> None:
     from rich.table import Table
 
-    from srtool.reports import METRIC_LABELS, format_metric
+    from srtool.evaluate.reports import METRIC_LABELS, format_metric
 
     for b in r.benchmarks:
         name = b["name"]

@@ -30,10 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from srtool import data as sr_data
-from srtool import losses as sr_losses
 from srtool.errors import DeviceError, SrtoolError, UsageError
 from srtool.train import distributed as sr_dist
+from srtool.train import losses, patches
 from srtool.train.config import Recipe, recipe_to_dict, recipe_to_toml
 from srtool.train.curves import MetricsLog, plot_curves
 from srtool.train.state import STATE_NAME, load_state, prune_checkpoints, save_state, save_weights
@@ -307,7 +306,7 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
 
 @torch.no_grad()
 def validate(
-    model: nn.Module, pairs: Sequence[sr_data.ImagePair], scale: int, device: torch.device
+    model: nn.Module, pairs: Sequence[patches.ImagePair], scale: int, device: torch.device
 ) -> tuple[float, float]:
     """Mean PSNR-Y / SSIM-Y over ``pairs`` with the evaluation protocol (SR rounded to uint8,
     ``scale`` border pixels cropped)."""
@@ -326,7 +325,7 @@ def validate(
     return float(np.mean(ps)), float(np.mean(ss))
 
 
-def _fingerprint(pairs: Sequence[sr_data.ImagePair]) -> str:
+def _fingerprint(pairs: Sequence[patches.ImagePair]) -> str:
     h = hashlib.sha256()
     for p in pairs:
         h.update(f"{p.name}:{p.hr.shape}".encode())
@@ -416,30 +415,30 @@ def train(
         torch.manual_seed(r.train.seed)
 
         # ---- data: decode once, cache, split ----------------------------------------------
-        folders = [sr_data.resolve_source(d, data_root) for d in data]
-        pairs, summary = sr_data.load_pairs(
+        folders = [patches.resolve_source(d, data_root) for d in data]
+        pairs, summary = patches.load_pairs(
             folders,
             scale=s,
             degradation=r.degradation,
             progress=lambda i, n: emit(TrainEvent("load", i, n)),
         )
         if val is not None:
-            val_pairs, val_summary = sr_data.load_pairs(
-                [sr_data.resolve_source(val, data_root)], scale=s, degradation=r.degradation
+            val_pairs, val_summary = patches.load_pairs(
+                [patches.resolve_source(val, data_root)], scale=s, degradation=r.degradation
             )
             summary.skipped += val_summary.skipped
         else:
-            pairs, val_pairs = sr_data.split_validation(pairs, r.data.val_count, r.train.seed)
-        train_pairs = sr_data.patchable(pairs, r.data.patch_size, summary)
+            pairs, val_pairs = patches.split_validation(pairs, r.data.val_count, r.train.seed)
+        train_pairs = patches.patchable(pairs, r.data.patch_size, summary)
         if len(train_pairs) < max(1, r.data.min_patch_images):
             raise UsageError(
                 f"only {len(train_pairs)} training image(s) hold a {r.data.patch_size} px patch"
                 f" ({len(summary.skipped)} skipped); add data or lower data.patch_size"
             )
-        val_pairs = sr_data.make_validation(
+        val_pairs = patches.make_validation(
             val_pairs, scale=s, degradation=r.degradation, crop=r.data.val_crop, seed=r.train.seed
         )
-        dataset = sr_data.PatchDataset(
+        dataset = patches.PatchDataset(
             train_pairs,
             scale=s,
             patch_size=r.data.patch_size,
@@ -467,12 +466,12 @@ def train(
         opt_g = torch.optim.Adam(
             g_params, lr=r.optim.lr, betas=r.optim.betas, weight_decay=r.optim.weight_decay
         )
-        pixel_fn = sr_losses.pixel_loss(
+        pixel_fn = losses.pixel_loss(
             r.loss.pixel, eps=r.loss.charbonnier_eps, alpha=r.loss.msssim_alpha
         )
         perceptual = None
         if r.loss.perceptual_weight > 0:
-            perceptual = sr_losses.PerceptualLoss(
+            perceptual = losses.PerceptualLoss(
                 layer_weights=r.loss.perceptual_layers,
                 criterion=r.loss.perceptual_criterion,
                 weights=vgg_weights,
@@ -563,7 +562,7 @@ def train(
             return path
 
         # ---- data order: a pure function of (seed, step) ----------------------------------
-        sampler = sr_data.PatchSampler(
+        sampler = patches.PatchSampler(
             len(dataset),
             global_batch=r.data.batch_size,
             seed=r.train.seed,
@@ -576,7 +575,7 @@ def train(
             batch_sampler=sampler,
             num_workers=r.data.num_workers,
             pin_memory=dev.type == "cuda",
-            worker_init_fn=sr_data.worker_init,
+            worker_init_fn=patches.worker_init,
             # its own generator: creating the iterator must not draw from the global RNG, or a
             # resumed run's random numbers would be shifted by one draw
             generator=torch.Generator().manual_seed(r.train.seed),
@@ -634,7 +633,7 @@ def train(
                 if gan_on:
                     real_logits = d(hr).detach() if r.loss.adversarial == "ragan" else None
                     fake_logits = d(sr)
-                    terms["adv"] = r.loss.adversarial_weight * sr_losses.g_loss(
+                    terms["adv"] = r.loss.adversarial_weight * losses.g_loss(
                         r.loss.adversarial, real_logits, fake_logits
                     )
             loss_g = sum(terms.values())
@@ -673,9 +672,9 @@ def train(
                 with autocast():
                     real_logits = d_train(hr)
                     fake_logits = d_train(sr.detach())
-                    loss_d = sr_losses.d_loss(r.loss.adversarial, real_logits, fake_logits)
+                    loss_d = losses.d_loss(r.loss.adversarial, real_logits, fake_logits)
                     if r.loss.adversarial == "wgan_gp":
-                        loss_d = loss_d + sr_losses.gradient_penalty(
+                        loss_d = loss_d + losses.gradient_penalty(
                             d, hr, sr, weight=r.loss.gp_weight
                         )
                 opt_d.zero_grad(set_to_none=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from srtool.evaluate import EvaluationReport
+    from srtool.evaluate.results import EvaluationReport
 
 __all__ = [
     "METRIC_LABELS",

@@ -29,6 +29,9 @@ from typing import Any
 import numpy as np
 
 from srtool.errors import DataError, ModelError
+from srtool.imageio import from_float, read_image, to_8bit
+from srtool.metrics import psnr
+from srtool.resize import imresize
 
 __all__ = [
     "Int8Measurement",
@@ -43,6 +46,7 @@ __all__ = [
 
 log = logging.getLogger("srtool")
 
+LR_RESIZE = "srtool.resize.imresize (MATLAB bicubic)"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -94,39 +98,17 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def _read_uint8(path: Path, channels: int) -> np.ndarray:
-    """An 8-bit HxWxC array (C = ``channels``: 3 RGB, 1 grey); alpha is dropped.
-
-    Goes through ``srtool.imageio`` (the module that knows file formats) when it is installed,
-    else through Pillow.
-    """
-    try:
-        from srtool.imageio import read_image
-    except ImportError:
-        read_image = None
-    if read_image is not None:
-        pixels = np.asarray(read_image(path).pixels)
-        if pixels.dtype == np.uint16:
-            pixels = (pixels.astype(np.uint32) * 255 + 32767) // 65535
-        pixels = pixels.astype(np.uint8)
-        if pixels.ndim == 2:
-            pixels = pixels[..., None]
-        if channels == 3 and pixels.shape[2] == 1:
-            pixels = np.repeat(pixels, 3, axis=2)
-        elif channels == 1 and pixels.shape[2] >= 3:
-            rgb = pixels[..., :3].astype(np.float32)
-            grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-            pixels = np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None]
-        return np.ascontiguousarray(pixels[..., :channels])
-
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(img, dtype=np.uint8)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
-    return array[..., None] if array.ndim == 2 else array
+    """An 8-bit HxWxC array (C = ``channels``: 3 RGB, 1 grey); alpha is dropped."""
+    pixels = to_8bit(np.asarray(read_image(path).pixels))
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if channels == 3 and pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    elif channels == 1 and pixels.shape[2] >= 3:
+        rgb = pixels[..., :3].astype(np.float32)
+        grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        pixels = np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None]
+    return np.ascontiguousarray(pixels[..., :channels])
 
 
 def calibration_crops(
@@ -234,45 +216,6 @@ class Int8Measurement:
         return self.seconds_fp32 / self.seconds_int8 if self.seconds_int8 > 0 else math.nan
 
 
-def _downscale(hr: np.ndarray, scale: int) -> tuple[np.ndarray, str]:
-    """LR by MATLAB-style bicubic when srtool.resize exists, else Pillow's bicubic."""
-    try:
-        from srtool.resize import imresize
-    except ImportError:
-        imresize = None
-    if imresize is not None:
-        lr = imresize(hr, 1.0 / scale)
-        return np.asarray(lr, dtype=np.uint8), "srtool.resize.imresize (MATLAB bicubic)"
-    from PIL import Image
-
-    h, w = hr.shape[:2]
-    img = Image.fromarray(hr[..., 0] if hr.shape[2] == 1 else hr)
-    lr = np.asarray(img.resize((w // scale, h // scale), Image.BICUBIC), dtype=np.uint8)
-    return (lr[..., None] if lr.ndim == 2 else lr), "Pillow bicubic (srtool.resize unavailable)"
-
-
-def _psnr_y(a: np.ndarray, b: np.ndarray, border: int) -> float:
-    """PSNR on BT.601 Y of two uint8 HxWxC images (srtool.metrics' protocol)."""
-    try:
-        from srtool.metrics import psnr
-    except ImportError:
-        psnr = None
-    if psnr is not None:
-        return float(psnr(a, b, crop_border=border, y_only=a.shape[2] == 3))
-
-    def y(img: np.ndarray) -> np.ndarray:
-        f = img.astype(np.float64) / 255.0
-        if f.shape[2] == 1:
-            return f[..., 0] * 255.0
-        return 16.0 + 65.481 * f[..., 0] + 128.553 * f[..., 1] + 24.966 * f[..., 2]
-
-    ya, yb = y(a), y(b)
-    if border:
-        ya, yb = ya[border:-border, border:-border], yb[border:-border, border:-border]
-    mse = float(np.mean((ya - yb) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
-
-
 def measure_int8(
     run_fp32: Callable[[np.ndarray], np.ndarray],
     run_int8: Callable[[np.ndarray], np.ndarray],
@@ -292,7 +235,6 @@ def measure_int8(
     """
     unit = scale * multiple_of
     p32, p8, t32, t8 = [], [], 0.0, 0.0
-    lr_resize = ""
     sq_err, count, max_abs = 0.0, 0, 0.0
     for path in list_images(folder):
         hr = _read_uint8(path, channels)
@@ -300,7 +242,7 @@ def measure_int8(
         if h == 0 or w == 0:
             continue
         hr = hr[:h, :w]
-        lr, lr_resize = _downscale(hr, scale)
+        lr = np.asarray(imresize(hr, 1.0 / scale), dtype=np.uint8)
         batch = np.ascontiguousarray(lr.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
         best = {"fp32": math.inf, "int8": math.inf}
         outputs: dict[str, np.ndarray] = {}
@@ -314,8 +256,10 @@ def measure_int8(
         sq_err, count = sq_err + float(np.sum(diff**2)), count + diff.size
         max_abs = max(max_abs, float(np.max(np.abs(diff))))
         for name, scores in (("fp32", p32), ("int8", p8)):
-            sr = np.clip(np.rint(outputs[name][0].transpose(1, 2, 0) * 255.0), 0, 255)
-            scores.append(_psnr_y(sr.astype(np.uint8), hr, scale))
+            sr = from_float(outputs[name][0].transpose(1, 2, 0), 8)
+            scores.append(
+                float(psnr(sr, hr, crop_border=scale, y_only=channels == 3))
+            )
     if not p32:
         raise DataError(f"{folder}: no image large enough to measure on")
     return Int8Measurement(
@@ -324,7 +268,7 @@ def measure_int8(
         psnr_int8=float(np.mean(p8)),
         seconds_fp32=t32,
         seconds_int8=t8,
-        lr_resize=lr_resize,
+        lr_resize=LR_RESIZE,
         fidelity_psnr=math.inf if sq_err == 0 else 10.0 * math.log10(count / sq_err),
         fidelity_max_abs=max_abs,
     )

@@ -11,7 +11,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from srtool.export import ExportReport, ParityResult
+    from srtool.export.report import ExportReport, ParityResult
 
 __all__ = ["render_card"]
 

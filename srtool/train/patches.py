@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from srtool import degrade
 from srtool.errors import DataError, ImageReadError
+from srtool.train import degrade
 
 if TYPE_CHECKING:
     import torch

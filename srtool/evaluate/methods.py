@@ -1,0 +1,199 @@
+"""The methods an evaluation compares: baselines (bicubic, lanczos, nearest), ONNX models and
+PyTorch checkpoints (exported to a temporary ONNX file so they run the ``srtool upscale`` path),
+and the optional LPIPS metric."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from srtool.errors import ModelError
+from srtool.evaluate.benchmarks import quantise
+from srtool.evaluate.results import MethodInfo
+from srtool.infer.enhance import describe as describe_enhancement
+from srtool.infer.enhance import enhance
+from srtool.resize import imresize
+
+log = logging.getLogger("srtool")
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
+
+
+@dataclass
+class Method:
+    info: MethodInfo
+    run: Callable[[np.ndarray], np.ndarray]  # uint8 HxWxC LR -> uint8 SR
+    warm: Callable[[], None] | None = None
+
+
+def baseline_method(name: str, scale: int) -> Method:
+    if name == "bicubic":
+
+        def run(lr: np.ndarray) -> np.ndarray:
+            return imresize(lr, scale)
+
+        source = "MATLAB-style bicubic (a = -0.5), srtool.resize"
+    elif name == "lanczos":
+        from PIL import Image
+
+        def run(lr: np.ndarray) -> np.ndarray:
+            planes = [
+                np.asarray(
+                    Image.fromarray(lr[..., c]).resize(
+                        (lr.shape[1] * scale, lr.shape[0] * scale), Image.Resampling.LANCZOS
+                    )
+                )
+                for c in range(lr.shape[2])
+            ]
+            return np.stack(planes, axis=-1)
+
+        source = "Lanczos-3 (Pillow)"
+    else:
+
+        def run(lr: np.ndarray) -> np.ndarray:
+            return np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
+
+        source = "nearest neighbour (pixel replication)"
+    return Method(MethodInfo(label=name, kind="baseline", source=source, scale=None), run)
+
+
+def label_for(model: str) -> str:
+    path = Path(model)
+    if path.suffix.lower() in (".onnx", *CHECKPOINT_SUFFIXES) or os.sep in model or "/" in model:
+        stem = path.stem.split(".")[0]
+        return path.parent.name if stem in ("model", "best", "latest", "") else stem
+    return model
+
+
+def _checkpoint_to_onnx(path: Path, workdir: Path) -> Path:
+    """Export a PyTorch checkpoint to ONNX so it runs through the same inference path."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise ModelError(
+            f"{path.name}: evaluating a PyTorch checkpoint needs torch "
+            "(pip install 'srtool[train]'), or export it with `srtool export` first"
+        )
+    from srtool.export import export_onnx
+
+    out = workdir / f"{path.stem}.onnx"
+    log.info("exporting %s to a temporary ONNX model", path)
+    # The TorchScript exporter takes well under a second where the dynamo one takes ~10 s; the
+    # graph computes the same function. Where a torch release no longer has it, use dynamo.
+    try:
+        export_onnx(path, out, check_parity=False, write_card=False, exporter="torchscript")
+    except (ImportError, NotImplementedError, RuntimeError) as exc:
+        log.info("TorchScript export unavailable (%s); using the dynamo exporter", exc)
+        export_onnx(path, out, check_parity=False, write_card=False)
+    return out
+
+
+def neural_method(
+    model: str,
+    *,
+    scale: int | None,
+    device: str,
+    tile: int | str | None,
+    workdir: Path,
+    variants: Sequence[tuple[bool, int]],
+) -> list[Method]:
+    from srtool.infer import load_upscaler
+
+    path = Path(model).expanduser()
+    kind = "onnx"
+    target = model
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES or path.is_dir():
+        if not path.exists():
+            raise ModelError(f"model file not found: {path}")
+        target = str(_checkpoint_to_onnx(path, workdir))
+        kind = "checkpoint"
+    upscaler = load_upscaler(target, scale=scale, device=device, tile=tile)
+    for notice in getattr(upscaler.model, "notices", []):
+        log.info("%s", notice)
+    info = upscaler.info
+    model_scale = upscaler.scale
+    label = label_for(model)
+    meta = info.metadata
+    details = {
+        k: meta[k] for k in ("srtool.params", "srtool.version", "srtool.source_sha256") if k in meta
+    }
+
+    def upscale(img: np.ndarray) -> np.ndarray:
+        return upscaler.upscale(img)
+
+    def warm() -> None:
+        side = max(16, info.multiple_of)
+        upscale(np.zeros((side, side, 3), np.float32))
+
+    methods = []
+    for tta, bp in variants:
+
+        def run(lr: np.ndarray, tta: bool = tta, bp: int = bp) -> np.ndarray:
+            lr_f = lr.astype(np.float32) * np.float32(1.0 / 255.0)
+            return quantise(enhance(upscale, lr_f, scale=model_scale, tta=tta, back_projection=bp))
+
+        suffix = describe_enhancement(tta, bp)
+        methods.append(
+            Method(
+                MethodInfo(
+                    label=label + suffix,
+                    kind=kind,
+                    source=str(path) if kind == "checkpoint" or path.exists() else model,
+                    scale=model_scale,
+                    arch=info.arch,
+                    device=getattr(upscaler.model, "device", None),
+                    enhancement=suffix.lstrip("+"),
+                    details=details,
+                ),
+                run,
+                warm,
+            )
+        )
+    return methods
+
+
+# ----------------------------------------------------------------------------- LPIPS
+
+
+def lpips_metric() -> tuple[Callable[[np.ndarray, np.ndarray], float] | None, str]:
+    """An LPIPS (AlexNet) function when everything it needs is on this machine, else a reason.
+
+    Needs torch, the ``lpips`` package (its linear-layer weights ship with it) and torchvision's
+    AlexNet weights already in the torch cache: nothing is downloaded during an evaluation.
+    """
+    import importlib.util
+
+    for module in ("torch", "torchvision", "lpips"):
+        if importlib.util.find_spec(module) is None:
+            return None, f"LPIPS skipped: the '{module}' package is not installed"
+    torch_home = Path(
+        os.environ.get("TORCH_HOME")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch"
+    )
+    weights = list((torch_home / "hub" / "checkpoints").glob("alexnet-*.pth"))
+    if not weights:
+        return None, (
+            f"LPIPS skipped: AlexNet weights not in the torch cache ({torch_home}/hub/checkpoints)"
+        )
+    import lpips  # noqa: F401 - presence checked above
+    import torch
+
+    net = lpips.LPIPS(net="alex", verbose=False).eval()
+
+    def score(a: np.ndarray, b: np.ndarray) -> float:
+        def tensor(x: np.ndarray) -> Any:
+            if x.shape[2] == 1:
+                x = np.repeat(x, 3, axis=2)
+            t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float()
+            return (t / 127.5 - 1.0)[None]
+
+        with torch.no_grad():
+            return float(net(tensor(a), tensor(b)).item())
+
+    return score, "LPIPS (AlexNet, lower is better)"
