@@ -1,0 +1,74 @@
+"""Image files in and out: the only package of srtool that knows file formats.
+
+Everything else sees a :class:`Picture`: colour samples as an ``HxWxC`` numpy array (C = 3 RGB or
+1 grey) in the dtype the file stores (uint8 or uint16), an optional alpha plane, the bit depth
+read from the file header, and the ICC profile and EXIF block to write back.
+
+Why the care:
+
+* **16-bit stays 16-bit.** Pillow has no 16-bit-per-channel RGB(A) mode and silently truncates
+  such PNG/TIFF files to 8 bits, so the bit depth is taken from the header (PNG IHDR, TIFF
+  BitsPerSample) and 16-bit colour is decoded and encoded with OpenCV instead. The bit depth is
+  never guessed from pixel values.
+* **Photos come out upright.** EXIF orientation is applied on read (the semantics of
+  ``PIL.ImageOps.exif_transpose``) and the returned EXIF says orientation 1, so a viewer that
+  honours the tag does not rotate the result a second time. The orientation value is patched in
+  the raw EXIF bytes; everything else in the block (maker notes included) is kept byte for byte.
+* **Bad files fail with one line.** A zero-byte, truncated, corrupt or non-image file, an
+  unsupported sample format or an image over the pixel limit raises :class:`ImageReadError`
+  naming the file and the cause. The size is checked from the header before any pixel is
+  decoded, so a decompression bomb costs nothing. Pillow's own global bomb limit is bypassed by
+  opening files through the format plugins directly: ``max_pixels`` is the one limit.
+* **Nothing is half-written.** Every write goes to a hidden temporary file in the destination
+  folder that is fsynced and renamed over the target; on any failure, Ctrl-C included, the
+  temporary file is removed and the target is untouched (:func:`atomic_output`).
+
+Arrays returned by :func:`read_image` are read-only (some are views of one decoded buffer, e.g.
+colour and alpha of an RGBA file); take a copy before editing in place.
+
+Modules, each importing only those listed before it (no cycles; nothing imports ``read`` or
+``write`` but this file):
+
+* ``picture`` -- :class:`Picture` and the sample conversions;
+* ``formats`` -- format names, suffixes, and the defaults (pixel limit, quality, PNG level);
+* ``opencv`` -- OpenCV imported lazily and silenced while decoding;
+* ``exif`` -- applying EXIF orientation and resetting it to 1 in the raw block;
+* ``decode`` -- what the decoders share: the error, the size check, OpenCV's 16-bit decode and
+  the Pillow path;
+* ``png``, ``tiff`` -- the byte-level specifics of those formats, for reading and writing;
+* ``read`` -- :func:`read_image`: sniffing and dispatch;
+* ``write`` -- :func:`write_image` and the Pillow/OpenCV encoders.
+
+The public API is re-exported here: import from ``srtool.imageio``, not from the modules.
+"""
+
+from __future__ import annotations
+
+from srtool.imageio.formats import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_QUALITY,
+    FORMATS,
+    PNG_COMPRESS_LEVEL,
+    SUPPORTED_SUFFIXES,
+    format_for_path,
+    suffix_for_format,
+)
+from srtool.imageio.picture import Picture, as_float, from_float, to_8bit
+from srtool.imageio.read import read_image
+from srtool.imageio.write import write_image
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_QUALITY",
+    "PNG_COMPRESS_LEVEL",
+    "SUPPORTED_SUFFIXES",
+    "FORMATS",
+    "Picture",
+    "read_image",
+    "write_image",
+    "as_float",
+    "from_float",
+    "to_8bit",
+    "format_for_path",
+    "suffix_for_format",
+]

@@ -1,0 +1,71 @@
+"""Format names, file suffixes and the defaults that reading and writing share.
+
+The public tunables (pixel limit, JPEG/WebP quality, PNG compression level) and the tables that
+map suffixes and aliases to the five supported formats live here, below every codec module, so
+that :mod:`~srtool.imageio.read`, :mod:`~srtool.imageio.write` and the format modules use one
+copy without importing each other.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from srtool.errors import UsageError
+
+DEFAULT_MAX_PIXELS = 100_000_000
+"""Inputs with more pixels than this are refused before decoding (decompression-bomb guard)."""
+
+DEFAULT_QUALITY = 95
+"""JPEG/WebP quality when none is given. JPEG at >= 90 is written with 4:4:4 chroma."""
+
+PNG_COMPRESS_LEVEL = 1
+"""zlib level for PNG. On a 12 MP upscaled photo, level 1 encodes several times faster than the
+usual 6 for files only a little larger; upscaling writes many large PNGs, so speed wins."""
+
+FORMATS = ("png", "jpeg", "webp", "tiff", "bmp")
+
+_SUFFIX_FORMATS = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".jpe": "jpeg",
+    ".webp": "webp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".bmp": "bmp",
+}
+SUPPORTED_SUFFIXES = frozenset(_SUFFIX_FORMATS)
+_FORMAT_SUFFIX = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tiff", "bmp": ".bmp"}
+_FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+_EIGHT_BIT_FORMATS = frozenset({"jpeg", "webp", "bmp"})
+_ALPHA_FORMATS = frozenset({"png", "webp", "tiff"})
+
+
+# --------------------------------------------------------------------------- formats and suffixes
+
+
+def _normalise_format(fmt: str) -> str:
+    name = fmt.lower().lstrip(".")
+    name = _FORMAT_ALIASES.get(name, name)
+    if name not in _FORMAT_SUFFIX:
+        raise UsageError(f"unknown image format '{fmt}' (choose from {', '.join(FORMATS)})")
+    return name
+
+
+def format_for_path(path: str | os.PathLike[str]) -> str:
+    """The format ("png", "jpeg", "webp", "tiff", "bmp") a file name's suffix stands for."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return _SUFFIX_FORMATS[suffix]
+    except KeyError:
+        shown = suffix or "no suffix"
+        raise UsageError(
+            f"{path}: unsupported image type ({shown}); supported: "
+            f"{', '.join(sorted(SUPPORTED_SUFFIXES))}"
+        ) from None
+
+
+def suffix_for_format(fmt: str) -> str:
+    """The usual file suffix for a format: png -> .png, jpeg -> .jpg, tiff -> .tiff, ..."""
+    return _FORMAT_SUFFIX[_normalise_format(fmt)]
