@@ -15,13 +15,13 @@ torch = pytest.importorskip("torch")
 from srtool.errors import ModelError  # noqa: E402
 from srtool.models import ARCHS, DISCRIMINATORS, build  # noqa: E402
 from srtool.models.checkpoint import (  # noqa: E402
-    find_run_checkpoint,
     is_checkpoint,
     load_checkpoint,
     load_checkpoint_meta,
     load_state,
     save_checkpoint,
 )
+from srtool.train.run import RunDir  # noqa: E402
 
 TINY = {
     "srresnet": {"features": 8, "blocks": 1},
@@ -260,15 +260,15 @@ def test_run_folder_prefers_best_then_latest(tmp_path: Path) -> None:
     run = tmp_path / "run"
     with pytest.raises(ModelError, match="no srtool checkpoint"):
         run.mkdir()
-        find_run_checkpoint(run)
+        RunDir(run).export_checkpoint()
     save_checkpoint(run / "checkpoints" / "step_000100.safetensors", model, meta={"step": 100})
     save_checkpoint(run / "checkpoints" / "step_000300.safetensors", model, meta={"step": 300})
     save_checkpoint(run / "checkpoints" / "step_000200.safetensors", model, meta={"step": 200})
-    assert find_run_checkpoint(run).name == "step_000300.safetensors"
+    assert RunDir(run).export_checkpoint().name == "step_000300.safetensors"
     save_checkpoint(run / "best.safetensors", model, meta={"step": 150})
-    assert find_run_checkpoint(run).name == "best.safetensors"
+    assert RunDir(run).export_checkpoint().name == "best.safetensors"
     with pytest.raises(ModelError, match="not found"):
-        find_run_checkpoint(tmp_path / "missing")
+        RunDir(tmp_path / "missing").export_checkpoint()
 
 
 def test_wrapped_models_are_saved_under_their_own_key_names(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from srtool.models.checkpoint import load_state
-from srtool.train import load_recipe, train
+from srtool.train import load_recipe
+from srtool.train.loop import train
 from srtool.train.patches import read_rgb8
 
 OVERRIDES = [

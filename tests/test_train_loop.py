@@ -17,14 +17,9 @@ from srtool.errors import UsageError
 from srtool.models import build
 from srtool.models.checkpoint import load_checkpoint, load_state, save_checkpoint
 from srtool.train import load_recipe
-from srtool.train.loop import (
-    TrainingDiverged,
-    TrainingInterrupted,
-    load_init,
-    lr_factor,
-    train,
-)
+from srtool.train.loop import TrainingDiverged, TrainingInterrupted, lr_factor, train
 from srtool.train.patches import read_rgb8
+from srtool.train.weights import load_init
 
 RECIPES = Path(__file__).resolve().parents[1] / "training" / "recipes"
 VGG_FILE = (

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from srtool.environment import cpu_name
+from srtool.train.run import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,8 +34,8 @@ FSRCNN = {
 }
 
 
-def _metrics(run: Path) -> tuple[list[dict], list[dict]]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+def _metrics(run: RunDir) -> tuple[list[dict], list[dict]]:
+    rows = run.read_metrics()
     train = [r for r in rows if "loss_g" in r]
     val = [r for r in rows if "val_psnr" in r]
     return train, val
@@ -51,10 +52,10 @@ def _export_sections(model_card: str) -> str:
 
 def render(name: str, evaluate_md: Path, bench_json: Path, status: str) -> str:
     folder = ROOT / "training" / name
-    run = folder / "run"
+    run = RunDir(folder / "run")
     export_card = (folder / "export.md").read_text(encoding="utf-8")
-    recipe = (run / "recipe.toml").read_text(encoding="utf-8").strip()
-    args = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    recipe = run.recipe_path.read_text(encoding="utf-8").strip()
+    args = run.read_args()
     commands = (folder / "commands.sh").read_text(encoding="utf-8").strip()
     train, val = _metrics(run)
     best = max(val, key=lambda r: r["val_psnr"])
@@ -65,7 +66,7 @@ def render(name: str, evaluate_md: Path, bench_json: Path, status: str) -> str:
     bench = json.loads(bench_json.read_text(encoding="utf-8"))
     evaluation = evaluate_md.read_text(encoding="utf-8").strip()
     fsrcnn = FSRCNN[scale]
-    data = ", ".join(Path(d).name for d in args["data"])
+    data = ", ".join(Path(d).name for d in args.data)
     hours = last["time_s"] / 3600
     pipe = bench["pipeline"]
     cpu = bench.get("cpu") or cpu_name()  # where it was measured, else this machine
@@ -98,7 +99,7 @@ Measured with `python benchmarks/upscale_bench.py --model exports/{name}/model.o
 
 - Data: {data} from `../shared/data` (the 591 training photos; images smaller than one
   training patch are skipped by `srtool train`), synthetic MATLAB-bicubic degradation.
-  Validation: {Path(args["val"]).name} (never trained on). Set5, Set14 and BSD100 are only
+  Validation: {Path(args.val or "").name} (never trained on). Set5, Set14 and BSD100 are only
   evaluated.
 - {last["step"]:,} steps of {_batch(recipe)} patches, {last["time_s"]:,.0f} s of training
   ({hours:.1f} h) on a 2-core CPU ({cpu}), no GPU. Best validation PSNR-Y

@@ -1,11 +1,8 @@
-"""``srtool train``: parse options, call :func:`srtool.train.train`, show progress and a summary."""
+"""``srtool train``: parse options, run :func:`srtool.train.loop.train`, show progress."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,31 +18,11 @@ from srtool.cli._app import (
     console,
     setup_logging,
 )
-from srtool.errors import UsageError
 
 if TYPE_CHECKING:
-    from srtool.train.config import Recipe
     from srtool.train.loop import TrainEvent, TrainResult
 
-__all__ = ["train", "find_recipe"]
-
-RECIPES_DIR = Path(str(resources.files("srtool.recipes")))
-RUN_ARGS = "run.json"
-
-
-def find_recipe(spec: str) -> Path:
-    """A recipe file path, or the name of a recipe in ``training/recipes`` (``esrgan_x4_psnr``)."""
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return path
-    if path.name == spec:  # a bare name: look among the shipped recipes
-        named = RECIPES_DIR / f"{spec.removesuffix('.toml')}.toml"
-        if named.is_file():
-            return named
-    known = sorted(p.stem for p in RECIPES_DIR.glob("*.toml")) if RECIPES_DIR.is_dir() else []
-    raise UsageError(
-        f"recipe not found: {spec}" + (f"; shipped recipes: {', '.join(known)}" if known else "")
-    )
+__all__ = ["train"]
 
 
 def _fmt_s(seconds: float) -> str:
@@ -180,11 +157,6 @@ def render_summary(res: TrainResult, *, show_all_skipped: bool = False) -> None:
         )
 
 
-def _default_out(recipe: Recipe, recipe_path: Path | None) -> Path:
-    name = recipe_path.stem if recipe_path is not None else recipe.name
-    return Path("runs") / re.sub(r"[^\w.-]+", "_", name)
-
-
 @app.command()
 def train(
     recipe: Annotated[
@@ -267,59 +239,35 @@ def train(
     """Train a super-resolution network from a recipe (PSNR or GAN stage)."""
     setup_logging(verbose, quiet)
     with cli_errors(verbose):
-        from srtool.train import load_recipe
-        from srtool.train import train as run_training
+        from srtool.train.distributed import launch_rank
+        from srtool.train.loop import train as run_training
+        from srtool.train.run import plan_run
 
         overrides = list(set_ or [])
         if steps is not None:
             overrides.append(f"train.steps={steps}")
-        recipe_path = find_recipe(recipe) if recipe is not None else None
-        if resume:
-            if out is None:
-                raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
-            if recipe_path is None:
-                recipe_path = out / "recipe.toml"
-                if not recipe_path.is_file():
-                    raise UsageError(f"nothing to resume: {recipe_path} does not exist")
-        config = load_recipe(recipe_path, overrides)
-        run_dir = out if out is not None else _default_out(config, recipe_path)
-        saved = run_dir / RUN_ARGS
-        if not resume and (run_dir / "checkpoints" / "last.state.pt").exists():
-            raise UsageError(
-                f"{run_dir} already holds a run; pass --resume to continue it or choose another "
-                "--out"
-            )
-        if resume and not data and saved.is_file():
-            args = json.loads(saved.read_text(encoding="utf-8"))
-            data, val = args["data"], val or args.get("val")
-            data_root = data_root or (Path(args["data_root"]) if args.get("data_root") else None)
-        if not data:
-            raise UsageError("--data is required: a folder of training images or a dataset name")
-        rank0 = int(os.environ.get("RANK", "0")) == 0
-        if rank0 and not resume:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            saved.write_text(
-                json.dumps(
-                    {
-                        "data": list(data),
-                        "val": val,
-                        "data_root": str(data_root) if data_root else None,
-                    },
-                    indent=1,
-                ),
-                encoding="utf-8",
-            )
+        rank0 = launch_rank() == 0
+        plan = plan_run(
+            recipe,
+            out,
+            resume=resume,
+            data=list(data or []),
+            val=val,
+            data_root=data_root,
+            overrides=overrides,
+            write=rank0,
+        )
         with _ProgressView(quiet or not rank0) as view:
             result = run_training(
-                config,
-                data=list(data),
-                val=val,
-                out_dir=run_dir,
+                plan.recipe,
+                data=plan.args.data,
+                val=plan.args.val,
+                out_dir=plan.run.path,
                 device=device,
                 resume=resume,
                 init_from=init_from,
                 freeze=list(freeze or []),
-                data_root=data_root,
+                data_root=plan.args.data_root,
                 vgg_weights=vgg_weights,
                 progress=view,
             )

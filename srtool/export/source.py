@@ -91,11 +91,12 @@ def resolve_source(source: Any) -> ResolvedSource:
     path = Path(source)
     if not path.exists():
         raise ModelError(f"export source not found: {path}")
-    from srtool.models.checkpoint import find_run_checkpoint, is_checkpoint, load_checkpoint
+    from srtool.models.checkpoint import is_checkpoint, load_checkpoint
+    from srtool.train.run import RunDir
 
     kind = "checkpoint"
     if path.is_dir():
-        path, kind = find_run_checkpoint(path), "run"
+        path, kind = RunDir(path).export_checkpoint(), "run"
         log.info("run folder %s: exporting %s", source, path.name)
     if kind == "run" or (path.suffix.lower() == ".safetensors" and is_checkpoint(path)):
         model, meta = load_checkpoint(path, prefer_ema=True)

@@ -40,7 +40,6 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "EMA_PREFIX",
-    "find_run_checkpoint",
     "is_checkpoint",
     "load_checkpoint",
     "load_checkpoint_meta",
@@ -339,31 +338,3 @@ def load_checkpoint(
     model.load_state_dict(state, strict=True)
     model.eval()
     return model.to(device), meta
-
-
-def find_run_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
-    """The checkpoint to export from a training run folder: its best, else its latest.
-
-    Looks at ``*.safetensors`` srtool checkpoints in ``run_dir`` and ``run_dir/checkpoints``.
-    "Best" is a file whose name starts with ``best`` or whose metadata says ``"best": true``;
-    otherwise the one with the highest ``step`` (then the newest file) is taken.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ModelError(f"training run folder not found: {run_dir}")
-    candidates = []
-    for folder in (run_dir, run_dir / "checkpoints"):
-        if folder.is_dir():
-            candidates += [p for p in sorted(folder.glob("*.safetensors")) if is_checkpoint(p)]
-    if not candidates:
-        raise ModelError(
-            f"{run_dir}: no srtool checkpoint (*.safetensors) in it or in checkpoints/"
-        )
-
-    def rank(p: Path) -> tuple[int, int, float]:
-        meta = load_checkpoint_meta(p)
-        best = p.name.startswith("best") or meta.get("best") is True
-        step = meta.get("step") if isinstance(meta.get("step"), int) else -1
-        return (int(best), step, p.stat().st_mtime)
-
-    return max(candidates, key=rank)

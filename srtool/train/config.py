@@ -33,6 +33,8 @@ else:  # pragma: no cover - exercised only on Python 3.10
         tomllib = None  # type: ignore[assignment]
 
 __all__ = [
+    "find_recipe",
+    "shipped_recipes",
     "ModelConfig",
     "DiscriminatorConfig",
     "DataConfig",
@@ -368,6 +370,31 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = child
         node[parts[-1]] = _parse_value(raw.strip())
     return out
+
+
+def shipped_recipes() -> list[str]:
+    """Names of the recipes shipped with srtool (``training/recipes/*.toml``)."""
+    from srtool.resources import recipes_dir
+
+    folder = recipes_dir()
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def find_recipe(spec: str) -> Path:
+    """A recipe file path, or the name of a shipped recipe (``esrgan_x4_psnr``)."""
+    from srtool.resources import recipes_dir
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if path.name == spec:  # a bare name: look among the shipped recipes
+        named = recipes_dir() / f"{spec.removesuffix('.toml')}.toml"
+        if named.is_file():
+            return named
+    known = shipped_recipes()
+    raise UsageError(
+        f"recipe not found: {spec}" + (f"; shipped recipes: {', '.join(known)}" if known else "")
+    )
 
 
 def load_recipe(path: str | Path | None, overrides: list[str] = ()) -> Recipe:

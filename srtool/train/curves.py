@@ -7,7 +7,10 @@ import csv
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from srtool.train.run import RunDir
 
 __all__ = ["MetricsLog", "plot_curves"]
 
@@ -21,10 +24,12 @@ class MetricsLog:
     the whole run, not only the last process's part of it.
     """
 
-    def __init__(self, run_dir: Path, rows: list[dict[str, Any]] | None = None, tb: bool = True):
-        self.run_dir = run_dir
+    def __init__(
+        self, run: RunDir, rows: list[dict[str, Any]] | None = None, tb: bool = True
+    ) -> None:
+        self.run = run
         self.rows: list[dict[str, Any]] = list(rows or [])
-        self.jsonl = run_dir / "metrics.jsonl"
+        self.jsonl = run.metrics_jsonl
         # a fresh run starts an empty file; a resumed one rewrites it from the saved rows,
         # dropping any rows logged after the state being resumed was saved
         self._rewrite_jsonl()
@@ -35,7 +40,7 @@ class MetricsLog:
             except ImportError:
                 log.debug("tensorboard not installed: no event files")
             else:
-                self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+                self._tb = SummaryWriter(str(run.tensorboard_dir))
 
     def _rewrite_jsonl(self) -> None:
         with open(self.jsonl, "w", encoding="utf-8") as fh:
@@ -58,7 +63,7 @@ class MetricsLog:
         keys: list[str] = []
         for row in self.rows:
             keys += [k for k in row if k not in keys]
-        with open(self.run_dir / "metrics.csv", "w", encoding="utf-8", newline="") as fh:
+        with open(self.run.metrics_csv, "w", encoding="utf-8", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=keys)
             writer.writeheader()
             writer.writerows(self.rows)

@@ -15,6 +15,7 @@ import torch.distributed as dist
 __all__ = [
     "DistInfo",
     "init_distributed",
+    "launch_rank",
     "shutdown",
     "all_reduce_sum",
     "all_reduce_max",
@@ -38,12 +39,17 @@ class DistInfo:
         return self.rank == 0
 
 
+def launch_rank() -> int:
+    """This process's rank as torchrun set it (0 when not launched by torchrun)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_distributed(device_type: str) -> DistInfo:
     """Join the process group described by torchrun's environment variables, if any."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local = launch_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     owns = False
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")

@@ -1,0 +1,306 @@
+"""Everything a training run needs before its first step: the stop signal, device and numerics,
+the data, the networks with their losses and optimisers. :mod:`srtool.train.loop` calls these in
+order; each returns a small dataclass so the loop reads its ingredients by name."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from srtool.errors import DeviceError, UsageError
+from srtool.train import distributed as sr_dist
+from srtool.train import losses, patches
+from srtool.train.config import Recipe
+from srtool.train.weights import apply_freeze, load_init
+
+__all__ = [
+    "Networks",
+    "Numerics",
+    "TrainingData",
+    "build_networks",
+    "load_training_data",
+    "make_loader",
+    "resolve_amp",
+    "resolve_device",
+    "resolve_numerics",
+    "stop_requests",
+]
+
+log = logging.getLogger("srtool")
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[threading.Event]:
+    """An event set by the first SIGINT/SIGTERM, so the loop can finish its step and save.
+
+    A second Ctrl-C aborts at once. Handlers are only installed from the main thread (Python's
+    rule) and the previous ones are restored on exit.
+    """
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: object) -> None:
+        if event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        event.set()
+        log.warning(
+            "%s: finishing this step and saving the state (Ctrl-C again to abort)",
+            signal.Signals(signum).name,
+        )
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield event
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# --------------------------------------------------------------------------- device, numerics
+
+
+def resolve_device(name: str, dist_info: sr_dist.DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError("--device cuda: no CUDA device is available (use --device cpu)")
+        if name == "cuda":
+            name = f"cuda:{dist_info.local_rank}"
+        torch.cuda.set_device(torch.device(name))
+    elif name != "cpu":
+        raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+    return torch.device(name)
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for ``train.amp`` on ``device`` (``None``: full fp32).
+
+    ``auto`` means bf16 on CUDA devices that support it (fp16 otherwise) and fp32 on CPU: on the
+    CPU measured (training/README.md) bf16 autocast made training steps about 1.6x slower.
+    """
+    if amp == "off":
+        return None
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "fp16" and device.type != "cuda":
+        raise UsageError("train.amp = 'fp16' needs CUDA; use 'bf16' or 'off' on CPU")
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+@dataclass
+class Numerics:
+    """Where and in which precision the run computes."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    memory_format: torch.memory_format
+    scaler: torch.amp.GradScaler
+
+    @property
+    def amp_name(self) -> str:
+        return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        dtype = self.amp_dtype or torch.float32
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.amp_dtype is not None)
+
+
+def resolve_numerics(recipe: Recipe, device: str, dist_info: sr_dist.DistInfo) -> Numerics:
+    dev = resolve_device(device, dist_info)
+    amp_dtype = resolve_amp(recipe.train.amp, dev)
+    # "auto" is on for every device: channels-last measured faster on CUDA and on CPU
+    use_cl = recipe.train.channels_last != "off"
+    return Numerics(
+        device=dev,
+        amp_dtype=amp_dtype,
+        memory_format=torch.channels_last if use_cl else torch.contiguous_format,
+        scaler=torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16),
+    )
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class TrainingData:
+    """Decoded, cached images: the training patches' source and the validation set."""
+
+    folders: list[Path]
+    train: list[patches.ImagePair]
+    val: list[patches.ImagePair]
+    dataset: patches.PatchDataset
+    skipped: list[str]
+
+    @property
+    def fingerprint(self) -> str:
+        """Names and sizes of the training images: a resume warns when they changed."""
+        h = hashlib.sha256()
+        for p in self.train:
+            h.update(f"{p.name}:{p.hr.shape}".encode())
+        return h.hexdigest()[:16]
+
+
+def load_training_data(
+    recipe: Recipe,
+    data: Sequence[str],
+    val: str | None,
+    data_root: str | Path | None,
+    progress: Callable[[int, int], None],
+) -> TrainingData:
+    """Decode every image once, make deterministic LR, split off validation, keep the images that
+    hold a patch."""
+    r, s = recipe, recipe.model.scale
+    folders = [patches.resolve_source(d, data_root) for d in data]
+    pairs, summary = patches.load_pairs(
+        folders, scale=s, degradation=r.degradation, progress=progress
+    )
+    if val is not None:
+        val_pairs, val_summary = patches.load_pairs(
+            [patches.resolve_source(val, data_root)], scale=s, degradation=r.degradation
+        )
+        summary.skipped += val_summary.skipped
+    else:
+        pairs, val_pairs = patches.split_validation(pairs, r.data.val_count, r.train.seed)
+    train_pairs = patches.patchable(pairs, r.data.patch_size, summary)
+    if len(train_pairs) < max(1, r.data.min_patch_images):
+        raise UsageError(
+            f"only {len(train_pairs)} training image(s) hold a {r.data.patch_size} px patch"
+            f" ({len(summary.skipped)} skipped); add data or lower data.patch_size"
+        )
+    val_pairs = patches.make_validation(
+        val_pairs, scale=s, degradation=r.degradation, crop=r.data.val_crop, seed=r.train.seed
+    )
+    dataset = patches.PatchDataset(
+        train_pairs,
+        scale=s,
+        patch_size=r.data.patch_size,
+        degradation=r.degradation,
+        flip=r.data.flip,
+        rot90=r.data.rot90,
+    )
+    log.info(
+        "data: %d training images (%.0f MB cached), %d validation, %d skipped",
+        len(train_pairs),
+        summary.cache_mb,
+        len(val_pairs),
+        len(summary.skipped),
+    )
+    return TrainingData(folders, train_pairs, val_pairs, dataset, list(summary.skipped))
+
+
+def make_loader(
+    data: TrainingData,
+    recipe: Recipe,
+    start_step: int,
+    dist_info: sr_dist.DistInfo,
+    device: torch.device,
+) -> torch.utils.data.DataLoader:
+    """Batches whose content is a pure function of ``(train.seed, step)``, from ``start_step``."""
+    sampler = patches.PatchSampler(
+        len(data.dataset),
+        global_batch=recipe.data.batch_size,
+        seed=recipe.train.seed,
+        start_step=start_step,
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+    )
+    return torch.utils.data.DataLoader(
+        data.dataset,
+        batch_sampler=sampler,
+        num_workers=recipe.data.num_workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=patches.worker_init,
+        # its own generator: creating the iterator must not draw from the global RNG, or a
+        # resumed run's random numbers would be shifted by one draw
+        generator=torch.Generator().manual_seed(recipe.train.seed),
+    )
+
+
+# --------------------------------------------------------------------------- networks
+
+
+@dataclass
+class Networks:
+    """Generator (+ EMA copy), discriminator for GAN recipes, their optimisers and the losses.
+
+    ``g_train`` / ``d_train`` are what forward and backward go through: the DDP wrappers when
+    distributed, else the networks themselves.
+    """
+
+    g: nn.Module
+    ema: nn.Module | None
+    d: nn.Module | None
+    g_train: nn.Module
+    d_train: nn.Module | None
+    g_params: list[nn.Parameter]
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer | None
+    pixel_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    perceptual: nn.Module | None
+    init_meta: dict[str, Any]
+    frozen: list[str]
+
+
+def build_networks(
+    recipe: Recipe,
+    num: Numerics,
+    dist_info: sr_dist.DistInfo,
+    *,
+    init_from: str | Path | None,
+    freeze: Sequence[str],
+    vgg_weights: str | Path | None,
+) -> Networks:
+    from srtool.models import build
+
+    r, dev, fmt = recipe, num.device, num.memory_format
+    g = build(r.model.arch, scale=r.model.scale, **r.model.hparams)
+    init_meta = load_init(g, init_from, r) if init_from is not None else {}
+    frozen = apply_freeze(g, freeze)
+    g = g.to(dev, memory_format=fmt)
+    ema = copy.deepcopy(g).requires_grad_(False).eval() if r.train.ema_decay > 0 else None
+    g_params = [p for p in g.parameters() if p.requires_grad]
+    opt_g = torch.optim.Adam(
+        g_params, lr=r.optim.lr, betas=r.optim.betas, weight_decay=r.optim.weight_decay
+    )
+    pixel_fn = losses.pixel_loss(
+        r.loss.pixel, eps=r.loss.charbonnier_eps, alpha=r.loss.msssim_alpha
+    )
+    perceptual = None
+    if r.loss.perceptual_weight > 0:
+        perceptual = losses.PerceptualLoss(
+            layer_weights=r.loss.perceptual_layers,
+            criterion=r.loss.perceptual_criterion,
+            weights=vgg_weights,
+        ).to(dev, memory_format=fmt)
+    d = opt_d = None
+    if r.is_gan:
+        d = build(r.discriminator.arch, **r.discriminator.hparams).to(dev, memory_format=fmt)
+        opt_d = torch.optim.Adam(d.parameters(), lr=r.optim.lr_d, betas=r.optim.betas)
+    g_train, d_train = g, d
+    if dist_info.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [dev.index] if dev.type == "cuda" else None
+        g_train = DDP(g, device_ids=ids)
+        d_train = DDP(d, device_ids=ids) if d is not None else None
+    return Networks(
+        g, ema, d, g_train, d_train, g_params, opt_g, opt_d, pixel_fn, perceptual, init_meta, frozen
+    )
