@@ -11,6 +11,7 @@ __all__ = [
     "DeviceError",
     "OutOfMemoryError",
     "DataError",
+    "first_line",
 ]
 
 
@@ -48,3 +49,14 @@ class OutOfMemoryError(SrtoolError):
 
 class DataError(SrtoolError):
     """A dataset is missing, incomplete or fails its checksum."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of ``exc``'s message, white space folded, at most ``limit``
+    characters; the exception's type name when it has no message. For one-line user errors
+    built from third-party exceptions, whose messages can run to pages."""
+    for line in str(exc).splitlines():
+        text = " ".join(line.split())
+        if text:
+            return text[:limit]
+    return type(exc).__name__

@@ -28,7 +28,13 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["imresize", "cubic", "contributions", "output_size"]
+__all__ = ["imresize", "cubic", "contributions", "modcrop", "output_size"]
+
+
+def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop bottom/right so both sides are multiples of ``scale`` (the papers' ``modcrop``)."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
 
 
 def cubic(x: np.ndarray) -> np.ndarray:

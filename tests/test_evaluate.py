@@ -17,10 +17,11 @@ from typer.testing import CliRunner
 
 from srtool.cli import app
 from srtool.errors import UsageError
-from srtool.evaluate import evaluate, modcrop, quantise
+from srtool.evaluate import evaluate
+from srtool.imageio import from_float
 from srtool.infer.enhance import back_project, enhance, tta_upscale
 from srtool.metrics import psnr
-from srtool.resize import imresize
+from srtool.resize import imresize, modcrop
 
 
 def _text(result) -> str:  # noqa: ANN001 - Rich wraps lines at the console width
@@ -232,7 +233,7 @@ def test_back_projection_restores_lr_consistency() -> None:
 
 def test_quantise_rounds_half_up_and_clips() -> None:
     values = np.array([-0.1, 0.0, 0.5 / 255, 1.49 / 255, 1.0, 1.2], np.float32)
-    assert quantise(values).tolist() == [0, 0, 1, 1, 255, 255]
+    assert from_float(values, 8).tolist() == [0, 0, 1, 1, 255, 255]
 
 
 def test_checkpoint_runs_through_the_onnx_path(shared_data: Path, tmp_path: Path) -> None:

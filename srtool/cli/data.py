@@ -31,6 +31,7 @@ def list_datasets(data_root: DataRootOption = None, verbose: VerboseOption = Fal
     from rich.table import Table
 
     from srtool import datasets
+    from srtool.imageio import list_images
 
     setup_logging(verbose)
     with cli_errors(verbose):
@@ -44,7 +45,7 @@ def list_datasets(data_root: DataRootOption = None, verbose: VerboseOption = Fal
             if folder is None:
                 status, where = "[yellow]missing[/]", ds.folder
             else:
-                n = len(datasets.list_images(folder, ds.suffixes))
+                n = len(list_images(folder, ds.suffixes))
                 status = "[green]ok[/]" if n >= ds.count else f"[red]{n} of {ds.count}[/]"
                 inside = folder.is_relative_to(root)
                 where = str(folder.relative_to(root)) if inside else str(folder)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,14 +14,10 @@ if TYPE_CHECKING:
     from srtool.export import ExportReport
 
 
-def _db(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return "identical" if math.isinf(value) else f"{value:.2f} dB"
-
-
 def _render(report: ExportReport) -> None:
     from rich.table import Table
+
+    from srtool.export.card import format_db
 
     console.print(
         f"[bold green]exported[/] {report.out_path}  "
@@ -44,7 +39,7 @@ def _render(report: ExportReport) -> None:
                 r.provider,
                 "×".join(map(str, r.shape)),
                 f"{r.max_abs:.3g}",
-                _db(r.psnr_db),
+                format_db(r.psnr_db),
             )
         console.print(table)
     else:
@@ -62,7 +57,7 @@ def _render(report: ExportReport) -> None:
                 highlight=False,
             )
             console.print(
-                f"  {v.precision} vs fp32 outputs: PSNR {_db(v.fidelity_psnr)}, "
+                f"  {v.precision} vs fp32 outputs: PSNR {format_db(v.fidelity_psnr)}, "
                 f"max abs error {v.fidelity_max_abs:.3g}",
                 highlight=False,
             )

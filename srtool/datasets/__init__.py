@@ -11,13 +11,11 @@ from srtool.datasets.checksums import VerifyResult, md5_list, verify
 from srtool.datasets.fetch import fetch
 from srtool.datasets.registry import (
     DATASETS,
-    IMAGE_SUFFIXES,
     Dataset,
     DatasetMissingError,
     Source,
     default_data_root,
     get,
-    list_images,
     locate,
     resolve,
     resolve_root,
@@ -25,7 +23,6 @@ from srtool.datasets.registry import (
 
 __all__ = [
     "DATASETS",
-    "IMAGE_SUFFIXES",
     "Dataset",
     "DatasetMissingError",
     "Source",
@@ -33,7 +30,6 @@ __all__ = [
     "default_data_root",
     "fetch",
     "get",
-    "list_images",
     "locate",
     "md5_list",
     "resolve",

@@ -14,8 +14,9 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from srtool.datasets.registry import Dataset, get, list_images, resolve
+from srtool.datasets.registry import Dataset, get, resolve
 from srtool.hashing import file_digest
+from srtool.imageio import list_images
 
 log = logging.getLogger("srtool")
 

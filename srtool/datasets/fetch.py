@@ -27,13 +27,13 @@ from srtool.datasets.registry import (
     DatasetMissingError,
     Source,
     get,
-    list_images,
     locate,
     missing_message,
     resolve_root,
 )
 from srtool.errors import DataError
 from srtool.hashing import file_digest
+from srtool.imageio import list_images
 
 log = logging.getLogger("srtool")
 

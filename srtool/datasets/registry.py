@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srtool.errors import DataError
+from srtool.imageio import list_images
 
 log = logging.getLogger("srtool")
 
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm")
 DOWNLOADS = ".downloads"
 CHUNK = 1 << 20
 # A guard against archive bombs: no known dataset comes near this once extracted.
@@ -252,17 +252,6 @@ def resolve_root(explicit: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return default_data_root()
-
-
-def list_images(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name (hidden files ignored)."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes
-    )
 
 
 def locate(ds: Dataset, root: Path) -> Path | None:

@@ -16,8 +16,6 @@ from srtool.evaluate.benchmarks import (
     BenchmarkSet,
     benchmark_from_folders,
     benchmark_from_name,
-    modcrop,
-    quantise,
 )
 from srtool.evaluate.protocol import evaluate
 from srtool.evaluate.results import (
@@ -41,6 +39,4 @@ __all__ = [
     "benchmark_from_folders",
     "benchmark_from_name",
     "evaluate",
-    "modcrop",
-    "quantise",
 ]

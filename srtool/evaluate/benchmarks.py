@@ -11,6 +11,7 @@ import numpy as np
 
 from srtool import datasets
 from srtool.errors import UsageError
+from srtool.imageio import list_images
 
 log = logging.getLogger("srtool")
 
@@ -53,7 +54,7 @@ def benchmark_from_name(
     return BenchmarkSet(
         name=ds.name,
         folder=folder,
-        hr=tuple(datasets.list_images(folder, ds.suffixes)),
+        hr=tuple(list_images(folder, ds.suffixes)),
         checksums=check.summary(),
         comparable=check.ok if check.reference else None,
     )
@@ -67,7 +68,7 @@ def benchmark_from_folders(
     hr_path = Path(hr_dir)
     if not hr_path.is_dir():
         raise UsageError(f"--hr {hr_path}: no such folder")
-    hr = tuple(datasets.list_images(hr_path))
+    hr = tuple(list_images(hr_path))
     if not hr:
         raise UsageError(f"--hr {hr_path}: no images found")
     lr_map = None
@@ -77,7 +78,7 @@ def benchmark_from_folders(
             raise UsageError(f"--lr {lr_path}: no such folder")
         from srtool.train.patches import match_pairs
 
-        pairs, problems = match_pairs(list(hr), datasets.list_images(lr_path))
+        pairs, problems = match_pairs(list(hr), list_images(lr_path))
         for problem in problems:
             log.warning("%s", problem)
         if not pairs:
@@ -95,15 +96,3 @@ def read_u8(path: Path) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     return np.ascontiguousarray(pixels)
-
-
-def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop bottom/right so both sides are multiples of ``scale`` (the papers' ``modcrop``)."""
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]
-
-
-def quantise(img: np.ndarray) -> np.ndarray:
-    """float in [0, 1] -> uint8, clipped, rounded half up (MATLAB's ``im2uint8``)."""
-    scaled = np.clip(np.asarray(img, dtype=np.float32) * np.float32(255.0), 0.0, 255.0)
-    return (scaled + np.float32(0.5)).astype(np.uint8)

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from srtool.errors import ModelError
-from srtool.evaluate.benchmarks import quantise
 from srtool.evaluate.results import MethodInfo
+from srtool.imageio import from_float
 from srtool.infer.enhance import describe as describe_enhancement
 from srtool.infer.enhance import enhance
 from srtool.resize import imresize
@@ -136,7 +136,8 @@ def neural_method(
 
         def run(lr: np.ndarray, tta: bool = tta, bp: int = bp) -> np.ndarray:
             lr_f = lr.astype(np.float32) * np.float32(1.0 / 255.0)
-            return quantise(enhance(upscale, lr_f, scale=model_scale, tta=tta, back_projection=bp))
+            sr = enhance(upscale, lr_f, scale=model_scale, tta=tta, back_projection=bp)
+            return from_float(sr, 8)
 
         suffix = describe_enhancement(tta, bp)
         methods.append(

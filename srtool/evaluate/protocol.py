@@ -36,7 +36,6 @@ from srtool.evaluate.benchmarks import (
     BenchmarkSet,
     benchmark_from_folders,
     benchmark_from_name,
-    modcrop,
     read_u8,
 )
 from srtool.evaluate.methods import (
@@ -53,7 +52,7 @@ from srtool.evaluate.results import (
     ProgressEvent,
 )
 from srtool.metrics import ms_ssim, psnr, ssim
-from srtool.resize import imresize
+from srtool.resize import imresize, modcrop
 
 log = logging.getLogger("srtool")
 

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from srtool.export.report import ExportReport, ParityResult
 
-__all__ = ["render_card"]
+__all__ = ["format_db", "render_card"]
 
 
-def _db(value: float | None) -> str:
+def _portable_path(label: str) -> str:
+    """A source as the user named it, but no absolute path of the exporting machine."""
+    return PurePath(label).name if PurePath(label).is_absolute() else label
+
+
+def format_db(value: float | None) -> str:
     if value is None:
         return "—"
     return "identical" if math.isinf(value) else f"{value:.2f} dB"
@@ -30,7 +36,7 @@ def _parity_rows(rows: list[ParityResult]) -> list[str]:
     for r in rows:
         shape = "×".join(str(v) for v in r.shape)
         lines.append(
-            f"| {r.variant} | {r.provider} | {shape} | {r.max_abs:.3g} | {_db(r.psnr_db)} |"
+            f"| {r.variant} | {r.provider} | {shape} | {r.max_abs:.3g} | {format_db(r.psnr_db)} |"
         )
     return lines
 
@@ -49,7 +55,7 @@ def render_card(report: ExportReport) -> str:
         "",
         "| | |",
         "| --- | --- |",
-        f"| source | `{report.source}` ({report.source_kind}) |",
+        f"| source | `{_portable_path(report.source)}` ({report.source_kind}) |",
     ]
     if report.source_sha256:
         label = "weights SHA-256" if report.source_kind == "module" else "source SHA-256"
@@ -89,7 +95,7 @@ def render_card(report: ExportReport) -> str:
                 f"{variant.precision} {variant.seconds_variant:.3f} s "
                 f"(speed-up {variant.speedup:.2f}x)",
                 f"- {variant.precision} against fp32 on those images: PSNR "
-                f"{_db(variant.fidelity_psnr)}, max abs error {variant.fidelity_max_abs:.3g}",
+                f"{format_db(variant.fidelity_psnr)}, max abs error {variant.fidelity_max_abs:.3g}",
                 f"- calibrated on {variant.calib_crops} random crops",
             ]
     lines += [

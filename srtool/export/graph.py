@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from srtool import __version__
-from srtool.errors import ModelError, UsageError
+from srtool.errors import ModelError, UsageError, first_line
 from srtool.infer.tiling import round_to_multiple
 
 if TYPE_CHECKING:
@@ -97,9 +97,8 @@ def torch_to_onnx(model: Any, src: ResolvedSource, *, opset: int, exporter: Expo
             raise
         except Exception as exc:  # the exporters raise a zoo of types
             other = "torchscript" if exporter == "dynamo" else "dynamo"
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise ModelError(
-                f"the {exporter} exporter cannot export {src.arch}: {first} "
+                f"the {exporter} exporter cannot export {src.arch}: {first_line(exc)} "
                 f"(try --exporter {other})"
             ) from exc
         proto = onnx.load(str(target), load_external_data=True)

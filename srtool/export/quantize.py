@@ -29,15 +29,13 @@ from typing import Any
 import numpy as np
 
 from srtool.errors import DataError, ModelError
-from srtool.imageio import from_float, read_image, to_8bit
+from srtool.imageio import SUPPORTED_SUFFIXES, from_float, list_images, read_image, to_8bit
 from srtool.metrics import psnr
 from srtool.resize import imresize
 
 __all__ = [
     "Int8Measurement",
-    "IMAGE_SUFFIXES",
     "calibration_crops",
-    "list_images",
     "measure_int8",
     "to_fp16",
     "to_int8",
@@ -47,7 +45,6 @@ __all__ = [
 log = logging.getLogger("srtool")
 
 LR_RESIZE = "srtool.resize.imresize (MATLAB bicubic)"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def toposort(graph: Any) -> None:
@@ -87,13 +84,13 @@ def to_fp16(model: Any) -> Any:
 # -- images -----------------------------------------------------------------------------------
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
+def _images_in(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``; an unusable folder is a :class:`DataError`."""
     if not folder.is_dir():
         raise DataError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_images(folder)
     if not files:
-        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(f"{folder}: no images ({', '.join(sorted(SUPPORTED_SUFFIXES))})")
     return files
 
 
@@ -118,7 +115,7 @@ def calibration_crops(
     folder's images (round robin, so every image contributes)."""
     crop = max(multiple_of, crop // multiple_of * multiple_of)
     rng = np.random.default_rng(seed)
-    files = list_images(folder)
+    files = _images_in(folder)
     crops: list[np.ndarray] = []
     for i in range(count):
         img = _read_uint8(files[i % len(files)], channels)
@@ -236,7 +233,7 @@ def measure_int8(
     unit = scale * multiple_of
     p32, p8, t32, t8 = [], [], 0.0, 0.0
     sq_err, count, max_abs = 0.0, 0, 0.0
-    for path in list_images(folder):
+    for path in _images_in(folder):
         hr = _read_uint8(path, channels)
         h, w = hr.shape[0] // unit * unit, hr.shape[1] // unit * unit
         if h == 0 or w == 0:

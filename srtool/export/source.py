@@ -9,13 +9,13 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from srtool.errors import ModelError
 from srtool.hashing import file_digest
 
-__all__ = ["ResolvedSource", "resolve_source", "training_summary"]
+__all__ = ["ResolvedSource", "portable", "resolve_source", "training_summary"]
 
 log = logging.getLogger("srtool")
 
@@ -54,7 +54,18 @@ def training_summary(meta: dict[str, Any]) -> dict[str, Any]:
             summary[key] = meta[key]
     if isinstance(meta.get("training"), dict):
         summary.update(meta["training"])
-    return {k: v for k, v in summary.items() if v is not None}
+    return portable({k: v for k, v in summary.items() if v is not None})
+
+
+def portable(training: dict[str, Any]) -> dict[str, Any]:
+    """``training`` with file paths reduced to their last component: a model's metadata and card
+    say which data and weights it came from, not where they sat on the machine that trained it."""
+    out = dict(training)
+    if isinstance(out.get("data"), list):
+        out["data"] = [PurePath(str(d)).name for d in out["data"]]
+    if isinstance(out.get("init_from"), str):
+        out["init_from"] = PurePath(out["init_from"]).name
+    return out
 
 
 def resolve_source(source: Any) -> ResolvedSource:

@@ -51,6 +51,7 @@ from srtool.imageio.formats import (
     PNG_COMPRESS_LEVEL,
     SUPPORTED_SUFFIXES,
     format_for_path,
+    list_images,
     suffix_for_format,
 )
 from srtool.imageio.picture import Picture, as_float, from_float, to_8bit
@@ -70,5 +71,6 @@ __all__ = [
     "from_float",
     "to_8bit",
     "format_for_path",
+    "list_images",
     "suffix_for_format",
 ]

@@ -1,6 +1,5 @@
-"""What the decoders share: the error they raise (and ``_one_line``, which the writer uses too),
-the header size check, OpenCV's 16-bit decode and the Pillow path that turns a Pillow image of
-any supported mode into a :class:`Picture`.
+"""What the decoders share: the error they raise, the header size check, OpenCV's 16-bit decode
+and the Pillow path that turns a Pillow image of any supported mode into a :class:`Picture`.
 
 Decoders raise ``_Bad`` with the cause only; :func:`~srtool.imageio.read_image` adds the file name
 and raises :class:`ImageReadError`. The size is checked from the header before any pixel is
@@ -20,6 +19,7 @@ from contextlib import contextmanager
 import numpy as np
 from PIL import Image, ImageCms
 
+from srtool.errors import first_line
 from srtool.imageio.exif import _orient
 from srtool.imageio.opencv import _quiet_cv2
 from srtool.imageio.picture import Picture
@@ -29,11 +29,6 @@ log = logging.getLogger("srtool")
 
 class _Bad(Exception):
     """A decode problem; read_image prefixes the file name and raises ImageReadError."""
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def _check_size(width: int, height: int, max_pixels: int | None) -> None:
@@ -179,5 +174,5 @@ def _cmyk_to_rgb(image: Image.Image, icc: bytes | None) -> tuple[Image.Image, by
             if converted is not None:
                 return converted, None
         except (ImageCms.PyCMSError, OSError, ValueError) as exc:
-            log.warning("CMYK profile unusable (%s); converting without it", _one_line(exc))
+            log.warning("CMYK profile unusable (%s); converting without it", first_line(exc))
     return image.convert("RGB"), None

@@ -9,6 +9,7 @@ copy without importing each other.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from srtool.errors import UsageError
@@ -64,6 +65,21 @@ def format_for_path(path: str | os.PathLike[str]) -> str:
             f"{path}: unsupported image type ({shown}); supported: "
             f"{', '.join(sorted(SUPPORTED_SUFFIXES))}"
         ) from None
+
+
+def list_images(
+    folder: str | os.PathLike[str], suffixes: Collection[str] = SUPPORTED_SUFFIXES
+) -> list[Path]:
+    """Image files directly in ``folder`` (``suffixes``: lower-case, with the dot), sorted by
+    name, hidden files ignored; an empty list when the folder does not exist."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes
+    )
 
 
 def suffix_for_format(fmt: str) -> str:

@@ -16,8 +16,8 @@ from PIL.BmpImagePlugin import BmpImageFile
 from PIL.JpegImagePlugin import JpegImageFile
 from PIL.TiffImagePlugin import TiffImageFile
 
-from srtool.errors import ImageReadError
-from srtool.imageio.decode import _Bad, _check_size, _from_pillow, _one_line
+from srtool.errors import ImageReadError, first_line
+from srtool.imageio.decode import _Bad, _check_size, _from_pillow
 from srtool.imageio.exif import _normalise_exif
 from srtool.imageio.formats import DEFAULT_MAX_PIXELS
 from srtool.imageio.picture import Picture
@@ -99,7 +99,7 @@ def read_image(
     except _Bad as exc:
         raise ImageReadError(f"{path}: {exc}") from None
     except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{path}: {_one_line(exc)}") from None
+        raise ImageReadError(f"{path}: {first_line(exc)}") from None
     except MemoryError:
         raise ImageReadError(f"{path}: not enough memory to decode this {fmt.upper()}") from None
     except (
@@ -115,7 +115,7 @@ def read_image(
         ImageCms.PyCMSError,
     ) as exc:
         raise ImageReadError(
-            f"{path}: corrupt or truncated {fmt.upper()} ({_one_line(exc)})"
+            f"{path}: corrupt or truncated {fmt.upper()} ({first_line(exc)})"
         ) from exc
 
 

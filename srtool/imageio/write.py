@@ -18,8 +18,7 @@ import numpy as np
 from PIL import Image
 
 from srtool.atomic import atomic_output, atomic_write_bytes
-from srtool.errors import ImageWriteError, UsageError
-from srtool.imageio.decode import _one_line
+from srtool.errors import ImageWriteError, UsageError, first_line
 from srtool.imageio.exif import _normalise_exif
 from srtool.imageio.formats import (
     _ALPHA_FORMATS,
@@ -82,7 +81,7 @@ def write_image(
     except ImageWriteError:
         raise
     except (OSError, ValueError, TypeError, KeyError, struct.error, zlib.error) as exc:
-        raise ImageWriteError(f"{path}: cannot write {fmt.upper()} ({_one_line(exc)})") from None
+        raise ImageWriteError(f"{path}: cannot write {fmt.upper()} ({first_line(exc)})") from None
 
 
 def _validated(picture: Picture, path: Path) -> tuple[np.ndarray, np.ndarray | None]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from srtool.errors import ModelError
+from srtool.errors import ModelError, first_line
 
 __all__ = ["CommunityModel", "COMMUNITY_SUFFIXES", "load_community", "read_state_dict"]
 
@@ -73,7 +73,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "unsafe content"
+        first = first_line(exc, 200) if str(exc).strip() else "unsafe content"
         raise ModelError(
             f"{path.name}: refused to load: the pickle holds more than tensors ({first}); "
             "only weights-only files are accepted"

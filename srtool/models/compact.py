@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srtool.models.hparams import records_hparams
+
 __all__ = ["Compact"]
 
 
@@ -36,6 +38,7 @@ class Compact(nn.Module):
     kind = "generator"
     multiple_of = 1
 
+    @records_hparams
     def __init__(
         self,
         *,
@@ -55,13 +58,6 @@ class Compact(nn.Module):
         if features < 1 or convs < 0 or in_channels < 1:
             raise ValueError("compact: features and in_channels must be >= 1, convs >= 0")
         self.scale = scale
-        self.hparams = {
-            "scale": scale,
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "features": features,
-            "convs": convs,
-        }
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, features, 3, 1, 1),
             nn.PReLU(num_parameters=features),

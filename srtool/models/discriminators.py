@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from srtool.models.hparams import records_hparams
+
 __all__ = ["VGGDiscriminator", "UNetDiscriminatorSN"]
 
 
@@ -39,6 +41,7 @@ class VGGDiscriminator(nn.Module):
     multiple_of = 1
     scale = 1
 
+    @records_hparams
     def __init__(
         self,
         *,
@@ -50,12 +53,6 @@ class VGGDiscriminator(nn.Module):
         super().__init__()
         if min(in_channels, features, pool_size) < 1:
             raise ValueError("vgg: in_channels, features and pool_size must be >= 1")
-        self.hparams = {
-            "in_channels": in_channels,
-            "features": features,
-            "pool_size": pool_size,
-            "batch_norm": batch_norm,
-        }
         layers: list[nn.Module] = []
         channels = in_channels
         for i in range(8):
@@ -94,17 +91,13 @@ class UNetDiscriminatorSN(nn.Module):
     multiple_of = 8
     scale = 1
 
+    @records_hparams
     def __init__(
         self, *, in_channels: int = 3, features: int = 64, skip_connection: bool = True
     ) -> None:
         super().__init__()
         if min(in_channels, features) < 1:
             raise ValueError("unet_sn: in_channels and features must be >= 1")
-        self.hparams = {
-            "in_channels": in_channels,
-            "features": features,
-            "skip_connection": skip_connection,
-        }
         self.skip_connection = skip_connection
         f = features
 

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srtool.models.hparams import records_hparams
+
 __all__ = ["RRDBNet", "RRDB", "ResidualDenseBlock"]
 
 _UPSAMPLE_STEPS = {1: (), 2: (2,), 3: (3,), 4: (2, 2)}
@@ -99,6 +101,7 @@ class RRDBNet(nn.Module):
     arch = "rrdbnet"
     kind = "generator"
 
+    @records_hparams
     def __init__(
         self,
         *,
@@ -122,16 +125,6 @@ class RRDBNet(nn.Module):
         self.unshuffle_factor = 4 // scale if unshuffle else 1
         self.multiple_of = self.unshuffle_factor
         self.steps = _UPSAMPLE_STEPS[4] if unshuffle else _UPSAMPLE_STEPS[scale]
-        self.hparams = {
-            "scale": scale,
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "features": features,
-            "blocks": blocks,
-            "growth": growth,
-            "residual_scale": residual_scale,
-            "unshuffle": unshuffle,
-        }
         first_in = in_channels * self.unshuffle_factor**2
         self.conv_first = nn.Conv2d(first_in, features, 3, 1, 1)
         self.body = nn.Sequential(

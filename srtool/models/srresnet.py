@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from srtool.models.hparams import records_hparams
+
 __all__ = ["SRResNet", "ResidualBlock"]
 
 _UPSAMPLE_STEPS = {1: (), 2: (2,), 3: (3,), 4: (2, 2)}
@@ -54,6 +56,7 @@ class SRResNet(nn.Module):
     kind = "generator"
     multiple_of = 1
 
+    @records_hparams
     def __init__(
         self,
         *,
@@ -70,14 +73,6 @@ class SRResNet(nn.Module):
         if min(in_channels, out_channels, features) < 1 or blocks < 0:
             raise ValueError("srresnet: channel counts must be >= 1 and blocks >= 0")
         self.scale = scale
-        self.hparams = {
-            "scale": scale,
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "features": features,
-            "blocks": blocks,
-            "batch_norm": batch_norm,
-        }
         self.conv_first = nn.Conv2d(in_channels, features, 9, 1, 4)
         self.act_first = nn.PReLU(num_parameters=features)
         self.body = nn.Sequential(

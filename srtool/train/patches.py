@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from srtool.errors import DataError, ImageReadError
+from srtool.imageio import list_images, read_image, to_8bit
+from srtool.resize import modcrop
 from srtool.train import degrade
 
 if TYPE_CHECKING:
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
     from srtool.train.config import DegradationConfig
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "ImagePair",
     "DataSummary",
     "pair_key",
@@ -56,8 +57,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("srtool")
-
-IMAGE_SUFFIXES = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm"})
 
 
 @dataclass(frozen=True)
@@ -97,14 +96,6 @@ def pair_key(stem: str) -> str:
         if shorter == key or not shorter:
             return key
         key = shorter
-
-
-def list_images(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-    )
 
 
 def match_pairs(
@@ -171,22 +162,7 @@ def resolve_source(spec: str, data_root: str | Path | None = None) -> Path:
 
 def read_rgb8(path: Path) -> np.ndarray:
     """Decode an image to uint8 HxWx3 RGB (grey is replicated, alpha dropped, 16-bit rounded)."""
-    try:
-        from srtool.imageio import read_image
-    except ImportError:
-        read_image = None
-    if read_image is not None:
-        pixels = read_image(path).pixels
-    else:  # the image module is optional for training; Pillow reads every training format
-        from PIL import Image
-
-        try:
-            with Image.open(path) as im:
-                pixels = np.asarray(im.convert("RGB"))
-        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
-            raise ImageReadError(f"{path}: {exc}") from None
-    if pixels.dtype == np.uint16:
-        pixels = np.rint(pixels.astype(np.float32) / 257.0).astype(np.uint8)
+    pixels = to_8bit(read_image(path).pixels)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if pixels.shape[2] == 1:
@@ -195,11 +171,6 @@ def read_rgb8(path: Path) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def _crop_to_multiple(img: np.ndarray, scale: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]
 
 
 def _deterministic_lr(hr: np.ndarray, scale: int, cfg: DegradationConfig) -> np.ndarray | None:
@@ -248,7 +219,7 @@ def load_pairs(
                         f"(expected LR {W // scale}x{H // scale})"
                     )
                 return ImagePair(name, np.ascontiguousarray(hr[: h * scale, : w * scale]), lr)
-            hr = np.ascontiguousarray(_crop_to_multiple(hr, scale))
+            hr = np.ascontiguousarray(modcrop(hr, scale))
             if min(hr.shape[:2]) < scale:
                 return f"{name}: smaller than the scale"
             return ImagePair(name, hr, _deterministic_lr(hr, scale, degradation))
