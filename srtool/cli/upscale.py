@@ -120,11 +120,11 @@ def upscale(
     """Upscale an image or a whole folder (recursively), tiled and seam-free."""
     setup_logging(verbose, quiet)
     with cli_errors(verbose):
-        from srtool.cli.progress import make_observer, render_summary
+        from srtool.cli.upscale_view import make_observer, render_summary
         from srtool.errors import UsageError
         from srtool.infer import load_upscaler
         from srtool.infer.jobs import collect_jobs
-        from srtool.infer.picture_ops import ALPHA_MODES
+        from srtool.infer.picture import ALPHA_MODES
         from srtool.infer.pipeline import BatchOptions, run_batch
 
         if alpha not in ALPHA_MODES:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from srtool.infer.catalog import resolve_model
-from srtool.infer.engine import DEFAULT_OVERLAP, Upscaler
 from srtool.infer.onnx_session import OnnxModel
+from srtool.infer.upscaler import DEFAULT_OVERLAP, Upscaler
 
 __all__ = ["load_upscaler", "Upscaler", "OnnxModel"]
 

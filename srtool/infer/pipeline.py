@@ -18,9 +18,9 @@ from typing import Protocol
 from srtool.atomic import remove_stale_temporaries
 from srtool.errors import ImageReadError, ImageWriteError, SrtoolError
 from srtool.imageio import DEFAULT_MAX_PIXELS, Picture, read_image, write_image
-from srtool.infer.engine import Upscaler
 from srtool.infer.jobs import Job
-from srtool.infer.picture_ops import upscale_picture
+from srtool.infer.picture import upscale_picture
+from srtool.infer.upscaler import Upscaler
 
 __all__ = ["BatchOptions", "FileResult", "BatchSummary", "BatchObserver", "run_batch"]
 

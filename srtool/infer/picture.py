@@ -10,7 +10,7 @@ from PIL import Image
 
 from srtool.errors import UsageError
 from srtool.imageio import Picture, as_float, from_float
-from srtool.infer.engine import TileProgress, Upscaler
+from srtool.infer.upscaler import TileProgress, Upscaler
 
 __all__ = ["ALPHA_MODES", "passes_for", "output_size", "resize_high_quality", "upscale_picture"]
 
