@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from srtool.cli import app
 from srtool.errors import UsageError
 from srtool.evaluate import evaluate, modcrop, quantise
-from srtool.infer.enhance import back_project, enhance, tta_upscale
+from srtool.infer.picture import back_project, enhance, tta_upscale
 from srtool.metrics import psnr
 from srtool.resize import imresize
 

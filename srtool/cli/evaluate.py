@@ -121,8 +121,8 @@ def evaluate(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from srtool.evaluate import reports
     from srtool.evaluate import evaluate as run_evaluation
+    from srtool.evaluate import reports
 
     setup_logging(verbose, quiet)
     with cli_errors(verbose):

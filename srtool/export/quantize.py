@@ -257,9 +257,7 @@ def measure_int8(
         max_abs = max(max_abs, float(np.max(np.abs(diff))))
         for name, scores in (("fp32", p32), ("int8", p8)):
             sr = from_float(outputs[name][0].transpose(1, 2, 0), 8)
-            scores.append(
-                float(psnr(sr, hr, crop_border=scale, y_only=channels == 3))
-            )
+            scores.append(float(psnr(sr, hr, crop_border=scale, y_only=channels == 3)))
     if not p32:
         raise DataError(f"{folder}: no image large enough to measure on")
     return Int8Measurement(
