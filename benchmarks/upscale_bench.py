@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from srtool.cli._app import parse_tile
 from srtool.environment import cpu_name
 from srtool.infer import load_upscaler
 from srtool.infer.jobs import collect_jobs
@@ -54,7 +55,7 @@ def build_network(args: argparse.Namespace, folder: Path):
 
 
 def bench_pipeline(model_path: Path, images: Path, count: int, tile: str, out: Path) -> dict:
-    upscaler = load_upscaler(str(model_path), device="cpu", tile=tile)
+    upscaler = load_upscaler(str(model_path), device="cpu", tile=parse_tile(tile))
     jobs = collect_jobs(images, out)[:count]
     run_batch(jobs[:1], upscaler)  # warm-up: session and allocator
     shutil.rmtree(out, ignore_errors=True)

@@ -178,6 +178,21 @@ def test_missing_scale_uses_nearest_shipped_model(
     assert result.exit_code == 2 and "not installed" in result.output
 
 
+def test_stand_in_for_the_default_scale_resizes_to_x4(
+    photo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --scale the default is x4: a stand-in's output is resized to x4 as the note says."""
+    models = tmp_path / "models"
+    build_sr_model(models / "compact-x2" / "model.onnx", scale=2)
+    monkeypatch.setattr(
+        "srtool.infer.catalog.shipped_models", lambda: {"compact-x2": models / "compact-x2"}
+    )
+    result = run(str(photo_dir / "baby.png"), str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    assert "compact-x4 is not installed: using compact-x2" in " ".join(result.output.split())
+    assert Image.open(tmp_path / "o" / "baby.png").size == (96 * 4, 80 * 4)
+
+
 def test_quiet_and_plain_logs(photo_dir: Path, tmp_path: Path, tiny_model_x2: Path) -> None:
     result = run(str(photo_dir), str(tmp_path / "o"), "--model", str(tiny_model_x2), "--quiet")
     assert result.exit_code == 0 and result.output.strip() == ""
@@ -254,7 +269,7 @@ def test_killed_run_leaves_no_truncated_output(
 def test_tta_and_back_projection(photo_dir: Path, tmp_path: Path, tiny_model_x2: Path) -> None:
     from srtool.imageio import read_image
     from srtool.infer import load_upscaler
-    from srtool.infer.enhance import enhance
+    from srtool.infer.picture import enhance
 
     src = photo_dir / "bird.png"
     result = run(

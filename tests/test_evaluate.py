@@ -19,7 +19,7 @@ from srtool.cli import app
 from srtool.errors import UsageError
 from srtool.evaluate import evaluate
 from srtool.imageio import from_float
-from srtool.infer.enhance import back_project, enhance, tta_upscale
+from srtool.infer.picture import back_project, enhance, tta_upscale
 from srtool.metrics import psnr
 from srtool.resize import imresize, modcrop
 

@@ -123,7 +123,7 @@ def test_metadata_is_read_back_by_the_upscale_engine(tmp_path: Path) -> None:
     assert meta == metadata(out) and meta["srtool.multiple_of"] == "2"
     engine = OnnxModel(out, device="cpu")
     assert (engine.info.scale, engine.info.multiple_of, engine.info.arch) == (2, 2, "rrdbnet")
-    assert not engine.info.probed  # the scale came from metadata, not from a trial run
+    assert engine.info.metadata["srtool.scale"] == "2"  # from metadata, not from a trial run
     x = np.random.default_rng(2).random((1, 3, 38, 54), dtype=np.float32)  # odd multiples of 2
     np.testing.assert_allclose(engine.run(x), run_torch(model, x), atol=1e-4)
 

@@ -16,6 +16,7 @@ from srtool.cli._app import (
     parse_tile,
     setup_logging,
 )
+from srtool.infer import DEFAULT_OVERLAP
 
 
 @app.command()
@@ -55,7 +56,7 @@ def upscale(
     ] = "auto",
     overlap: Annotated[
         int, typer.Option(min=0, help="Input pixels shared by neighbouring tiles (blended).")
-    ] = 32,
+    ] = DEFAULT_OVERLAP,
     batch: Annotated[
         int | None,
         typer.Option(min=1, help="Tiles per inference call (default: 1 on CPU, 4 on CUDA)."),
@@ -120,15 +121,12 @@ def upscale(
     """Upscale an image or a whole folder (recursively), tiled and seam-free."""
     setup_logging(verbose, quiet)
     with cli_errors(verbose):
-        from srtool.cli.progress import make_observer, render_summary
+        from srtool.cli.upscale_view import make_observer, render_summary
         from srtool.errors import UsageError
-        from srtool.infer import load_upscaler
+        from srtool.infer import plan_upscale
         from srtool.infer.jobs import collect_jobs
-        from srtool.infer.picture_ops import ALPHA_MODES
         from srtool.infer.pipeline import BatchOptions, run_batch
 
-        if alpha not in ALPHA_MODES:
-            raise UsageError(f"--alpha {alpha}: choose from {', '.join(ALPHA_MODES)}")
         tile_size = parse_tile(tile)
         jobs = collect_jobs(
             input,
@@ -141,24 +139,19 @@ def upscale(
         )
         if not jobs:
             raise UsageError(f"no supported images found in {input}")
-        upscaler = load_upscaler(
+        plan = plan_upscale(
             model,
             scale=scale,
+            outscale=outscale,
             device=device,
             tile=tile_size,
             overlap=overlap,
             batch=batch,
             fp16=fp16,
             threads=threads,
-            allow_other_scale=outscale is None,
         )
-        if outscale is None and scale is not None and upscaler.scale != scale:
-            outscale = float(scale)  # a stand-in model of another scale: resize to the request
-        for notice in upscaler.model.notices:
-            if not quiet:
-                err_console.print(f"[yellow]note:[/] {notice}", highlight=False)
         options = BatchOptions(
-            outscale=outscale,
+            outscale=plan.outscale,
             alpha_mode=alpha,
             quality=quality,
             skip_existing=skip_existing,
@@ -166,8 +159,11 @@ def upscale(
             tta=tta,
             back_projection=back_projection,
         )
-        with make_observer(upscaler, quiet=quiet) as observer:
-            summary = run_batch(jobs, upscaler, options, observer)
+        if not quiet:
+            for notice in plan.notices:
+                err_console.print(f"[yellow]note:[/] {notice}", highlight=False)
+        with make_observer(plan.upscaler, quiet=quiet) as observer:
+            summary = run_batch(jobs, plan.upscaler, options, observer)
         render_summary(summary, quiet=quiet)
         if summary.failed:
             raise typer.Exit(1)

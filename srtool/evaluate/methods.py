@@ -16,8 +16,7 @@ import numpy as np
 from srtool.errors import ModelError
 from srtool.evaluate.results import MethodInfo
 from srtool.imageio import from_float
-from srtool.infer.enhance import describe as describe_enhancement
-from srtool.infer.enhance import enhance
+from srtool.infer.picture import describe, network_pass
 from srtool.resize import imresize
 
 log = logging.getLogger("srtool")
@@ -99,11 +98,11 @@ def neural_method(
     *,
     scale: int | None,
     device: str,
-    tile: int | str | None,
+    tile: int | None,
     workdir: Path,
     variants: Sequence[tuple[bool, int]],
 ) -> list[Method]:
-    from srtool.infer import load_upscaler
+    from srtool.infer import plan_upscale
 
     path = Path(model).expanduser()
     kind = "onnx"
@@ -113,9 +112,10 @@ def neural_method(
             raise ModelError(f"model file not found: {path}")
         target = str(_checkpoint_to_onnx(path, workdir))
         kind = "checkpoint"
-    upscaler = load_upscaler(target, scale=scale, device=device, tile=tile)
-    for notice in getattr(upscaler.model, "notices", []):
+    plan = plan_upscale(target, scale=scale, device=device, tile=tile)  # a named model: exact
+    for notice in plan.notices:
         log.info("%s", notice)
+    upscaler = plan.upscaler
     info = upscaler.info
     model_scale = upscaler.scale
     label = label_for(model)
@@ -124,22 +124,19 @@ def neural_method(
         k: meta[k] for k in ("srtool.params", "srtool.version", "srtool.source_sha256") if k in meta
     }
 
-    def upscale(img: np.ndarray) -> np.ndarray:
-        return upscaler.upscale(img)
-
     def warm() -> None:
         side = max(16, info.multiple_of)
-        upscale(np.zeros((side, side, 3), np.float32))
+        upscaler.upscale(np.zeros((side, side, 3), np.float32))
 
     methods = []
     for tta, bp in variants:
 
         def run(lr: np.ndarray, tta: bool = tta, bp: int = bp) -> np.ndarray:
+            # the network pass of `srtool upscale`, on float input: the protocol's own rounding
             lr_f = lr.astype(np.float32) * np.float32(1.0 / 255.0)
-            sr = enhance(upscale, lr_f, scale=model_scale, tta=tta, back_projection=bp)
-            return from_float(sr, 8)
+            return from_float(network_pass(lr_f, upscaler, tta=tta, back_projection=bp), 8)
 
-        suffix = describe_enhancement(tta, bp)
+        suffix = describe(tta, bp)
         methods.append(
             Method(
                 MethodInfo(

@@ -8,9 +8,10 @@ the mean over its images. With this the bicubic baseline reproduces published ta
 28.43 dB, BSD100 x4 25.96 dB), so a model's row is comparable with papers.
 
 Methods are the baselines ``bicubic`` (MATLAB), ``lanczos`` (Pillow's Lanczos-3) and ``nearest``,
-shipped model names and ONNX files (run through :func:`srtool.infer.load_upscaler`, the code path
-of ``srtool upscale``), and srtool / community PyTorch checkpoints, which are exported to a
-temporary ONNX file first so that they run through that same path (only then is torch imported).
+shipped model names and ONNX files (loaded by :func:`srtool.infer.plan_upscale` and run by
+:func:`srtool.infer.picture.network_pass`, the code path of ``srtool upscale``), and srtool /
+community PyTorch checkpoints, which are exported to a temporary ONNX file first so that they run
+through that same path (only then is torch imported).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def _methods(
     sets: Sequence[BenchmarkSet],
     variants: Sequence[tuple[bool, int]],
     device: str,
-    tile: int | str | None,
+    tile: int | None,
     workdir: Path,
 ) -> tuple[list[Method], int]:
     """Bicubic first, then the other baselines asked for, then each network with its
@@ -164,7 +165,7 @@ def evaluate(
     tta: bool = False,
     back_projection: int = 0,
     device: str = "auto",
-    tile: int | str | None = "auto",
+    tile: int | None = None,
     save_images: str | os.PathLike[str] | None = None,
     download: bool = False,
     progress: Callable[[ProgressEvent], None] | None = None,
@@ -177,7 +178,7 @@ def evaluate(
     ``back_projection`` add, for every network, rows with the x8 self-ensemble and / or
     back-projection iterations next to its plain row, so their effect on quality and time is
     measured. ``save_images`` writes each SR image and a comparison sheet per image. Models run
-    through ``srtool.infer.load_upscaler``.
+    through ``srtool upscale``'s network pass (``srtool.infer.picture.network_pass``).
     """
     if back_projection < 0:
         raise UsageError("--back-projection must be >= 0")

@@ -1,12 +1,85 @@
-"""Inference: models found by name or path, run tiled on onnxruntime, over folders of images."""
+"""Inference: models found by name or path, run tiled on onnxruntime, over folders of images.
+
+Importing the package costs nothing (the CLI reads ``DEFAULT_OVERLAP`` for its option defaults
+when it starts); onnxruntime and numpy load when a model does.
+"""
 
 from __future__ import annotations
 
-from srtool.infer.catalog import resolve_model
-from srtool.infer.engine import DEFAULT_OVERLAP, Upscaler
-from srtool.infer.onnx_session import OnnxModel
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["load_upscaler", "Upscaler", "OnnxModel"]
+from srtool.infer.catalog import ModelRef, resolve_model
+from srtool.infer.tiling import DEFAULT_OVERLAP
+
+if TYPE_CHECKING:
+    from srtool.infer.onnx_session import OnnxModel
+    from srtool.infer.upscaler import Upscaler
+
+__all__ = [
+    "DEFAULT_OVERLAP",
+    "UpscalePlan",
+    "plan_upscale",
+    "load_upscaler",
+    "Upscaler",
+    "OnnxModel",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """``Upscaler`` and ``OnnxModel`` import numpy, so they load on first use."""
+    if name == "Upscaler":
+        from srtool.infer.upscaler import Upscaler
+
+        return Upscaler
+    if name == "OnnxModel":
+        from srtool.infer.onnx_session import OnnxModel
+
+        return OnnxModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@dataclass(frozen=True)
+class UpscalePlan:
+    """What ``srtool upscale`` runs: the upscaler, the final size factor, and what to tell the user.
+
+    ``outscale`` is the one asked for; or, when a shipped model of another scale stands in for a
+    default that is not installed, the scale that was asked for (the output is resized to it).
+    ``notices`` are one-line messages for the user: about the model chosen (a stand-in, no fp16
+    variant), then the session's own (``OnnxModel.notices``, e.g. running on CPU).
+    """
+
+    upscaler: Upscaler
+    outscale: float | None
+    notices: tuple[str, ...] = ()
+
+
+def plan_upscale(
+    model: str | None = None,
+    *,
+    scale: int | None = None,
+    outscale: float | None = None,
+    device: str = "auto",
+    tile: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    batch: int | None = None,
+    fp16: bool = False,
+    threads: int | None = None,
+) -> UpscalePlan:
+    """The model and the final size for a shipped model name, an ONNX path, or the shipped default
+    for ``scale`` (4 when unset).
+
+    Without ``outscale``, a default model that is not installed is replaced by the nearest shipped
+    scale, and the plan's ``outscale`` resizes its output to the scale asked for; an explicit
+    ``outscale`` keeps the exact-model rule. ``tile``: None sizes tiles from free memory, ``0``
+    runs whole images.
+    """
+    ref = resolve_model(model, scale, fp16=fp16, allow_other_scale=outscale is None)
+    upscaler = _open(ref, model, scale, device, tile, overlap, batch, threads)
+    if ref.stands_in_for is not None:
+        outscale = float(ref.stands_in_for)
+    notices = tuple(n for n in (ref.notice, *upscaler.model.notices) if n)
+    return UpscalePlan(upscaler, outscale, notices)
 
 
 def load_upscaler(
@@ -14,30 +87,36 @@ def load_upscaler(
     *,
     scale: int | None = None,
     device: str = "auto",
-    tile: int | str | None = "auto",
+    tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
     batch: int | None = None,
     fp16: bool = False,
     threads: int | None = None,
-    allow_other_scale: bool = False,
 ) -> Upscaler:
-    """Build an ``Upscaler`` for a shipped model name, an ONNX path, or the default for ``scale``.
+    """Just the ``Upscaler``, for exactly the model asked for (no stand-in), as in
+    :func:`plan_upscale`; for scripts and tests, where nobody reads the notices."""
+    ref = resolve_model(model, scale, fp16=fp16)
+    return _open(ref, model, scale, device, tile, overlap, batch, threads)
 
-    This is the path ``srtool upscale`` and ``srtool evaluate`` share. ``tile="auto"`` (or None)
-    sizes tiles from free memory; ``0`` runs whole images. With ``allow_other_scale`` a missing
-    default model for ``scale`` is replaced by another shipped scale (``Upscaler.scale`` then
-    differs from ``scale`` and the caller resizes to it).
-    """
-    ref = resolve_model(model, scale, fp16=fp16, allow_other_scale=allow_other_scale)
+
+def _open(
+    ref: ModelRef,
+    model: str | None,
+    scale: int | None,
+    device: str,
+    tile: int | None,
+    overlap: int,
+    batch: int | None,
+    threads: int | None,
+) -> Upscaler:
+    from srtool.errors import UsageError
+    from srtool.infer.onnx_session import OnnxModel
+    from srtool.infer.upscaler import Upscaler
+
     onnx_model = OnnxModel(ref.path, device=device, name=ref.name, threads=threads)
-    if ref.notice:
-        onnx_model.notices.append(ref.notice)
     if model is not None and scale is not None and onnx_model.info.scale != scale:
-        from srtool.errors import UsageError
-
         raise UsageError(
             f"{ref.name} is a x{onnx_model.info.scale} model but --scale {scale} was given; "
             "use --outscale for a different final size"
         )
-    tile_size = None if tile in (None, "auto") else int(tile)
-    return Upscaler(onnx_model, tile=tile_size, overlap=overlap, batch=batch)
+    return Upscaler(onnx_model, tile=tile, overlap=overlap, batch=batch)

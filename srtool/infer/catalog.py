@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from srtool.errors import ModelError, UsageError
+from srtool.resources import exports_dir
 
 __all__ = ["DEFAULT_MODEL_FOR_SCALE", "ModelRef", "model_dirs", "shipped_models", "resolve_model"]
 
@@ -26,20 +26,20 @@ FP16_FILE = "model.fp16.onnx"
 
 @dataclass(frozen=True)
 class ModelRef:
+    """One ONNX file to run. ``stands_in_for``: the scale that was asked for, when this model of
+    another scale stands in for a default that is not installed (its output is resized to it)."""
+
     name: str
     path: Path
     shipped: bool
     notice: str | None = None
+    stands_in_for: int | None = None
 
 
 def model_dirs() -> list[Path]:
     """Folders holding shipped-style model folders, in search order."""
     dirs = [Path(p) for p in os.environ.get("SRTOOL_MODELS", "").split(os.pathsep) if p]
-    try:
-        dirs.append(Path(str(resources.files("srtool.exports"))))
-    except ModuleNotFoundError:  # running from a tree without the exports package
-        pass
-    return dirs
+    return [*dirs, exports_dir()]
 
 
 def shipped_models() -> dict[str, Path]:
@@ -74,9 +74,9 @@ def resolve_model(
     """Turn ``--model`` / ``--scale`` into one ONNX file.
 
     With no model the shipped default for ``scale`` (4 when unset) is used. When that one is not
-    installed and ``allow_other_scale`` is set, the nearest other shipped default stands in (the
-    caller then resizes its output to ``scale``). A name that is not a shipped model and not an
-    existing file is an error listing what is installed.
+    installed and ``allow_other_scale`` is set, the nearest other shipped default stands in, and
+    ``stands_in_for`` records the scale asked for (its output is resized to it). A name that is
+    not a shipped model and not an existing file is an error listing what is installed.
     """
     if model is None:
         scale = 4 if scale is None else scale
@@ -97,7 +97,7 @@ def resolve_model(
                 )
             ref = resolve_model(stand_in, None, fp16=fp16)
             note = f"{model} is not installed: using {stand_in} and resizing its output to x{scale}"
-            return ModelRef(ref.name, ref.path, ref.shipped, notice=note)
+            return ModelRef(ref.name, ref.path, ref.shipped, notice=note, stands_in_for=scale)
     candidate = Path(model).expanduser()
     if candidate.is_file():
         return ModelRef(name=candidate.stem, path=candidate, shipped=False)

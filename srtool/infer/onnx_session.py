@@ -1,13 +1,15 @@
 """onnxruntime sessions: provider choice, thread counts, model metadata and batched runs.
 
-This is the only module that converts between srtool's arrays and the backend's tensors: it takes
-and returns float32 NCHW batches and hides the model's own input/output names and dtypes.
+``OnnxModel.run`` takes and returns float32 NCHW batches in [0, 1] and hides the model's own
+input/output names, dtypes and value range. It does not see images: the array <-> tensor
+conversion happens at two points of the upscaler, ``upscaler._to_chw_float`` (an HxWxC integer or
+float tile -> float32 CxHxW) and ``blend._store_chw`` (blended float CxHxW -> HxWxC rows in the
+output dtype).
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
 import sys
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from srtool.errors import DeviceError, ModelError, OutOfMemoryError
+from srtool.errors import DeviceError, ModelError, OutOfMemoryError, first_line
 
 __all__ = [
     "ModelInfo",
@@ -48,10 +50,6 @@ class ModelInfo:
     features: int | None = None
     activation_per_pixel: float | None = None  # peak activation values per input pixel
     metadata: dict[str, str] = field(default_factory=dict)
-    probed: bool = False
-
-    def describe(self) -> str:
-        return f"{self.name} (x{self.scale}, {self.arch})"
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -64,7 +62,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
-        raise ModelError(f"cannot load ONNX model {path}: {_first_line(exc)}") from exc
+        raise ModelError(f"cannot load ONNX model {path}: {first_line(exc)}") from exc
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
@@ -102,11 +100,6 @@ def parse_device(device: str) -> tuple[str, int]:
     if device.startswith("cuda:") and device[5:].isdigit():
         return "cuda", int(device[5:])
     raise DeviceError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -149,7 +142,7 @@ class OnnxModel:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:
-            raise ModelError(f"cannot load ONNX model {self.path}: {_first_line(exc)}") from exc
+            raise ModelError(f"cannot load ONNX model {self.path}: {first_line(exc)}") from exc
 
         active = self.session.get_providers()
         self.device = "cuda" if active and active[0] == "CUDAExecutionProvider" else "cpu"
@@ -214,13 +207,13 @@ class OnnxModel:
             raise ModelError(f"{self.path.name}: {in_channels}-channel input is not supported")
         if "srtool.scale" in meta:
             try:
-                scale, probed = int(meta["srtool.scale"]), False
+                scale = int(meta["srtool.scale"])
             except ValueError as exc:
                 raise ModelError(
                     f"{self.path.name}: bad srtool.scale {meta['srtool.scale']!r}"
                 ) from exc
         else:
-            scale, probed = self._probe_scale(in_channels, multiple_of), True
+            scale = self._probe_scale(in_channels, multiple_of)
         if scale < 1:
             raise ModelError(f"{self.path.name}: scale must be >= 1, got {scale}")
         return ModelInfo(
@@ -234,7 +227,6 @@ class OnnxModel:
             features=features,
             activation_per_pixel=activation,
             metadata=meta,
-            probed=probed,
         )
 
     def _probe_scale(self, channels: int, multiple_of: int) -> int:
@@ -258,8 +250,8 @@ class OnnxModel:
             (out,) = self.session.run([self._output_name], {self._input.name: feed})
         except Exception as exc:
             if _is_oom(exc):
-                raise OutOfMemoryError(f"{self.device} out of memory: {_first_line(exc)}") from exc
-            raise ModelError(f"{self.path.name} failed to run: {_first_line(exc)}") from exc
+                raise OutOfMemoryError(f"{self.device} out of memory: {first_line(exc)}") from exc
+            raise ModelError(f"{self.path.name} failed to run: {first_line(exc)}") from exc
         return out
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -273,21 +265,3 @@ class OnnxModel:
         if (low, high) != (0.0, 1.0):
             out = (out - low) / (high - low)
         return out
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "model": self.info.name,
-            "scale": self.info.scale,
-            "arch": self.info.arch,
-            "device": self.device if self.device == "cpu" else f"cuda:{self.device_index}",
-            "training": _json_or_none(self.info.metadata.get("srtool.training")),
-        }
-
-
-def _json_or_none(text: str | None) -> Any:
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from srtool.atomic import remove_stale_temporaries
-from srtool.errors import ImageReadError, ImageWriteError, SrtoolError
+from srtool.errors import ImageReadError, ImageWriteError, SrtoolError, UsageError
 from srtool.imageio import DEFAULT_MAX_PIXELS, Picture, read_image, write_image
-from srtool.infer.engine import Upscaler
 from srtool.infer.jobs import Job
-from srtool.infer.picture_ops import upscale_picture
+from srtool.infer.picture import check_alpha_mode, upscale_picture
+from srtool.infer.upscaler import Upscaler
 
 __all__ = ["BatchOptions", "FileResult", "BatchSummary", "BatchObserver", "run_batch"]
 
@@ -40,6 +40,9 @@ class BatchOptions:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     tta: bool = False
     back_projection: int = 0
+
+    def __post_init__(self) -> None:
+        check_alpha_mode(self.alpha_mode)  # now, not at the first file: all may be skipped
 
 
 @dataclass(frozen=True)
@@ -261,7 +264,7 @@ def run_batch(
                     on_tile=on_tile,
                 )
             except SrtoolError as exc:
-                if exc.exit_code == 2:  # a problem with the model or options, not this file
+                if isinstance(exc, UsageError):  # the model or the options, not this file
                     raise
                 report(FileResult(item.job, "failed", str(exc)))
                 continue

@@ -14,7 +14,19 @@ from dataclasses import dataclass
 
 from srtool.errors import UsageError
 
-__all__ = ["Tile", "TileGrid", "plan_tiles", "axis_starts", "fitted_window", "round_to_multiple"]
+__all__ = [
+    "DEFAULT_OVERLAP",
+    "Tile",
+    "TileGrid",
+    "plan_tiles",
+    "axis_starts",
+    "fitted_window",
+    "round_to_multiple",
+]
+
+DEFAULT_OVERLAP = 32
+"""Input pixels neighbouring windows share unless told otherwise: ``srtool upscale`` and
+``srtool evaluate`` both tile with it (the CLI takes its ``--overlap`` default from here)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Showing a batch as it runs: Rich progress on a terminal, one line per file otherwise."""
+"""How `srtool upscale` shows a batch as it runs: Rich progress on a terminal, one line per file
+otherwise."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from rich.progress import (
 )
 
 from srtool.cli._app import console, err_console
-from srtool.infer.engine import Upscaler
 from srtool.infer.jobs import Job
 from srtool.infer.pipeline import BatchSummary, FileResult
+from srtool.infer.upscaler import Upscaler
 
 __all__ = ["make_observer", "render_summary"]
 

@@ -20,7 +20,7 @@ import numpy as np
 from srtool.errors import ModelError, OutOfMemoryError, UsageError
 from srtool.infer.blend import FeatherCanvas
 from srtool.infer.onnx_session import ModelInfo, OnnxModel
-from srtool.infer.tiling import TileGrid, plan_tiles
+from srtool.infer.tiling import DEFAULT_OVERLAP, TileGrid, plan_tiles
 
 __all__ = ["Upscaler", "TileProgress", "auto_tile_size", "free_memory_bytes", "pad_to_multiple"]
 
@@ -30,7 +30,6 @@ TileProgress = Callable[[int, int], None]
 """Called as ``on_tile(done, total)`` after each batch of tiles."""
 
 MIN_TILE = 32
-DEFAULT_OVERLAP = 16
 # Largest automatic tile on CPU. Bigger tiles save little overlap work but lose cache locality
 # (see the README's performance section for the measurement behind this value).
 CPU_TILE_CAP = 512
