@@ -28,6 +28,10 @@ MODELS = {
     "compact": ("compact", {"features": 64, "convs": 16}),
     "compact-small": ("compact", {"features": 48, "convs": 12}),
     "rrdbnet": ("rrdbnet", {}),
+    # the efficient_x4 recipe's network (training graph, with its re-parameterisable branches),
+    # and the same network with a 1x (not 2x) wide expanded branch
+    "span": ("span", {"features": 48, "blocks": 4, "convs": 2}),
+    "span-e1": ("span", {"features": 48, "blocks": 4, "convs": 2, "expand": 1}),
 }
 
 

@@ -27,6 +27,7 @@ TINY = {
     "srresnet": {"features": 8, "blocks": 1},
     "rrdbnet": {"features": 8, "blocks": 1, "growth": 4},
     "compact": {"features": 8, "convs": 1},
+    "span": {"features": 8, "blocks": 1, "convs": 2},
     "vgg": {"features": 4},
     "unet_sn": {"features": 4},
 }

@@ -35,6 +35,7 @@ TINY = {
     "srresnet": {"features": 8, "blocks": 1},
     "rrdbnet": {"features": 8, "blocks": 1, "growth": 4},
     "compact": {"features": 8, "convs": 2},
+    "span": {"features": 8, "blocks": 1, "convs": 2},
 }
 REQUIRED_METADATA = {
     "srtool.scale",

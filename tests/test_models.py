@@ -17,6 +17,7 @@ TINY = {
     "srresnet": {"features": 8, "blocks": 2},
     "rrdbnet": {"features": 8, "blocks": 1, "growth": 4},
     "compact": {"features": 8, "convs": 2},
+    "span": {"features": 8, "blocks": 2, "convs": 2},
     "vgg": {"features": 4},
     "unet_sn": {"features": 4},
 }
@@ -101,7 +102,9 @@ def test_constructors_are_keyword_only_with_defaults(arch: str) -> None:
     assert set(tiny(arch).hparams) == {p.name for p in params}
 
 
-@pytest.mark.parametrize("module", ["srresnet", "rrdbnet", "compact", "discriminators"], ids=str)
+@pytest.mark.parametrize(
+    "module", ["srresnet", "rrdbnet", "compact", "span", "reparam", "discriminators"], ids=str
+)
 def test_arch_modules_declare_all(module: str) -> None:
     mod = importlib.import_module(f"srtool.models.{module}")
     assert mod.__all__ and all(hasattr(mod, name) for name in mod.__all__)

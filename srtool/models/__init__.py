@@ -6,6 +6,9 @@ which is how checkpoints describe themselves. Each model also carries ``arch``, 
 ("generator" or "discriminator"), ``scale`` and ``multiple_of`` (input sides must be a multiple of
 it; 1 means any size).
 
+Re-parameterisable generators (``span``) train with extra linear branches; :func:`deploy` folds
+them into plain convolutions before export (a no-op for the others).
+
 This package imports torch; the upscale path never imports it (it runs exported ONNX models).
 """
 
@@ -19,7 +22,9 @@ from torch import nn
 from srtool.errors import ModelError
 from srtool.models.compact import Compact
 from srtool.models.discriminators import UNetDiscriminatorSN, VGGDiscriminator
+from srtool.models.reparam import deploy
 from srtool.models.rrdbnet import RRDBNet
+from srtool.models.span import SPAN
 from srtool.models.srresnet import SRResNet
 
 __all__ = [
@@ -27,11 +32,13 @@ __all__ = [
     "DISCRIMINATORS",
     "Compact",
     "RRDBNet",
+    "SPAN",
     "SRResNet",
     "UNetDiscriminatorSN",
     "VGGDiscriminator",
     "arch_class",
     "build",
+    "deploy",
 ]
 
 #: Generators by name: the networks srtool trains, exports and ships.
@@ -39,6 +46,7 @@ ARCHS: dict[str, type[nn.Module]] = {
     "srresnet": SRResNet,
     "rrdbnet": RRDBNet,
     "compact": Compact,
+    "span": SPAN,
 }
 
 #: Discriminators by name, for adversarial training.

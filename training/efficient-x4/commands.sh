@@ -1,0 +1,38 @@
+# efficient-x4 (arch span, 48 features x 4 blocks x 2 re-parameterisable convs): how the size was
+# chosen and how the x4 run was started, on a 2-core "Intel(R) Xeon(R) Processor" machine whose
+# other core was busy with other work; everything here ran on ONE thread. Run from the
+# repository root with srtool importable (PYTHONPATH=. or an install of this checkout).
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+D=../shared/data
+
+# 1) size by measured speed: deployed (collapsed) candidates against the shipped compact-x4,
+#    onnxruntime CPU, whole 320x240 LR image (1280x960 out), median of 7-9 round-robin runs.
+#    (1 thread)  compact-x4 381-399 ms = 3.08-3.22 MPix/s;
+#    28x4x3 x2.38, 32x4x3 x2.43, 32x5x3 x2.06, 36x4x3 x1.30, 40x4x3 x1.36 (36 and 40 channels
+#    miss onnxruntime's fast NCHWc paths), 48x3x2 x2.07, 48x4x2 x1.63/x1.60, 48x5x2 x1.42,
+#    48x4x3 x1.28, 32x6x3 x1.85/x1.74, 32x6x4 x1.50/x1.45, 32x7x3 x1.55, 32x8x3 x1.40.
+#    (2 threads) compact-x4 215 ms = 5.71 MPix/s; 48x4x2 8.57 MPix/s x1.50, 32x7x3 x1.53,
+#    32x6x3 x1.66, 32x6x4 x1.42.
+#    Chosen: 48x4x2, the largest (218k deployed params, 13.6k MACs/output pixel) at >= 1.5x.
+python benchmarks/efficient_speed.py --span 28x4x3 32x4x3 32x5x3 36x4x3 40x4x3 48x3x2 --rounds 7
+python benchmarks/efficient_speed.py --span 48x4x2 48x5x2 48x4x3 32x6x3 32x6x4 32x8x3 --rounds 7
+python benchmarks/efficient_speed.py --span 48x4x2 32x7x3 32x6x4 32x6x3 --rounds 9 --threads 1 2
+
+# 2) training set-up, one thread (s/step of forward + L1 + backward + Adam + EMA, median):
+#    batch 16, HR 128: span 0.654 (contiguous) / 0.532 (channels-last); with expand=1
+#    0.307 / 0.238; compact 48x12 0.210 / 0.185. Channels-last: batch 32 HR 128 1.106 s,
+#    batch 16 HR 192 1.201 s, batch 8 HR 256 1.172 s (the same LR pixels/s: 30k for span).
+#    Chosen: batch 16 of 128x128 HR patches, channels-last, expand=2 (SPAN's gain).
+python benchmarks/train_throughput.py --models span span-e1 compact-small --amp off \
+    --channels-last 0 1 --batch 16 --patch 128 --steps 6 --warmup 2 --threads 1
+python benchmarks/train_throughput.py --models span span-e1 --amp off --channels-last 1 \
+    --batch 32 --patch 128 --steps 5 --threads 1     # also --batch 16 --patch 192, 8 / 256
+
+# 3) the x4 run: 64k steps (~10 CPU-hours at the ~0.56 s/step the run showed uncontended),
+#    in the background so that it outlives the shell; SIGINT/SIGTERM saves the state.
+nohup setsid python -m srtool train training/recipes/efficient_x4.toml \
+    --data $D/T91 --data $D/BSD200 --data $D/BSDS500_test --data $D/DIV2K_test_LRx4 \
+    --val $D/Set5 --out runs/efficient_x4 > runs/efficient_x4.log 2>&1 &
+# to continue it after a stop (kill -INT PID):
+#   nohup setsid python -m srtool train --resume --out runs/efficient_x4 \
+#       >> runs/efficient_x4.log 2>&1 &
