@@ -33,6 +33,7 @@ TINY = {
     "compact": "{features = 8, convs = 1}",
     "srresnet": "{features = 8, blocks = 1}",
     "rrdbnet": "{features = 8, blocks = 1, growth = 4}",
+    "span": "{features = 8, blocks = 1, convs = 1}",
 }
 BASE = [
     "model.arch=compact",

@@ -44,6 +44,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from srtool.models.hparams import records_hparams
 from srtool.models.reparam import RepConv3x3, fuse_children
 
 __all__ = ["SPAN", "SPAB"]
@@ -93,6 +94,7 @@ class SPAN(nn.Module):
     kind = "generator"
     multiple_of = 1
 
+    @records_hparams
     def __init__(
         self,
         *,
@@ -113,16 +115,6 @@ class SPAN(nn.Module):
                 "span: in_channels, out_channels, features, blocks, convs and expand must be >= 1"
             )
         self.scale = scale
-        self.hparams = {
-            "scale": scale,
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "features": features,
-            "blocks": blocks,
-            "convs": convs,
-            "expand": expand,
-            "deploy": bool(deploy),
-        }
         self.head = _conv(in_channels, features, expand, deploy)
         self.blocks = nn.ModuleList(
             SPAB(features, convs=convs, expand=expand, deploy=deploy) for _ in range(blocks)
