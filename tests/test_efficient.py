@@ -233,3 +233,30 @@ def test_srtool_exporter_takes_the_collapsed_network(tmp_path: Path) -> None:
     model = deploy(randomised(build("span", scale=3, **TINY), std=0.1)).eval()
     report = export_onnx(model, tmp_path / "span.onnx", write_card=False)
     assert all(r.max_abs < 1e-4 for r in report.parity)
+
+
+def test_export_of_a_training_checkpoint_writes_the_collapsed_graph(tmp_path: Path) -> None:
+    """A checkpoint saved from the training graph (branches and all) exports as the deployed
+    network: one Conv per re-parameterisable block, ``deploy`` in the metadata, and onnxruntime
+    matches the training graph."""
+    import json
+
+    import onnx
+    import onnxruntime as ort
+
+    from srtool.export import export_onnx
+    from srtool.models.checkpoint import save_checkpoint
+
+    b, c = TINY["blocks"], TINY["convs"]
+    training = randomised(build("span", scale=2, **TINY), std=0.1).eval()
+    ckpt = save_checkpoint(tmp_path / "span.safetensors", training, meta={"step": 1})
+    report = export_onnx(ckpt, tmp_path / "span.onnx", write_card=False)
+    graph = onnx.load(str(report.out_path)).graph
+    assert Counter(n.op_type for n in graph.node)["Conv"] == 1 + b * c + 1 + 1 + 1
+    assert json.loads(report.metadata["srtool.hparams"])["deploy"] is True
+    assert report.hparams["deploy"] is True
+    x = np.random.default_rng(1).random((1, 3, 11, 13), dtype=np.float32)
+    session = ort.InferenceSession(str(report.out_path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        want = training(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(session.run(["sr"], {"lr": x})[0], want, atol=1e-4)

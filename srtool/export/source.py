@@ -2,6 +2,9 @@
 
 :func:`resolve_source` turns any of them into a float32 CPU model in eval mode plus what is known
 about it (architecture, hyper-parameters, scale, channels, training summary, content hash).
+Re-parameterisable networks (``span``) are collapsed to their deployed form first
+(:func:`srtool.models.deploy`): the exported graph has one plain convolution per block, and its
+hyper-parameters say ``deploy = true``.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ def resolve_source(source: Any) -> ResolvedSource:
     """Turn any accepted SOURCE into a model plus its description (see :func:`export_onnx`)."""
     from torch import nn
 
+    from srtool.models import deploy
+
     if isinstance(source, nn.Module):
         model = copy.deepcopy(source).float().cpu().eval()
         scale = getattr(model, "scale", None)
@@ -84,12 +89,15 @@ def resolve_source(source: Any) -> ResolvedSource:
         from srtool.models.checkpoint import tensors_sha256
 
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        sha256 = tensors_sha256(state)  # of the weights as given, before any collapse
+        deploy(model)
+        hparams = getattr(model, "hparams", None)
         return ResolvedSource(
             model=model,
             kind="module",
             label=f"{type(source).__name__} (in-memory module)",
             path=None,
-            sha256=tensors_sha256(state),
+            sha256=sha256,
             arch=str(getattr(model, "arch", type(model).__name__.lower())),
             hparams=dict(hparams) if isinstance(hparams, dict) else None,
             scale=scale,
@@ -111,6 +119,7 @@ def resolve_source(source: Any) -> ResolvedSource:
         log.info("run folder %s: exporting %s", source, path.name)
     if kind == "run" or (path.suffix.lower() == ".safetensors" and is_checkpoint(path)):
         model, meta = load_checkpoint(path, prefer_ema=True)
+        deploy(model)
         return ResolvedSource(
             model=model.float().eval(),
             kind=kind,
@@ -118,7 +127,7 @@ def resolve_source(source: Any) -> ResolvedSource:
             path=path,
             sha256=file_digest(path),
             arch=meta["arch"],
-            hparams=meta["hparams"],
+            hparams=dict(getattr(model, "hparams", meta["hparams"])),
             scale=int(model.scale),
             in_channels=int(meta["hparams"].get("in_channels", 3)),
             out_channels=int(meta["hparams"].get("out_channels", 3)),
