@@ -7,6 +7,7 @@ a reason where that folder is absent.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import pickle
@@ -24,7 +25,7 @@ from typer.testing import CliRunner  # noqa: E402
 from srtool.cli import app  # noqa: E402
 from srtool.errors import ModelError, UsageError  # noqa: E402
 from srtool.export import export_onnx, variant_path  # noqa: E402
-from srtool.models import ARCHS, build  # noqa: E402
+from srtool.models import ARCHS, build, deploy  # noqa: E402
 from srtool.models.checkpoint import save_checkpoint  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
@@ -99,8 +100,10 @@ def test_export_contract_and_parity(tmp_path: Path, arch: str) -> None:
     assert REQUIRED_METADATA <= set(meta)
     assert meta["srtool.scale"] == str(model.scale) and meta["srtool.arch"] == arch
     assert meta["srtool.value_range"] == "0-1" and meta["srtool.multiple_of"] == "1"
-    assert json.loads(meta["srtool.hparams"]) == model.hparams
-    assert int(meta["srtool.params"]) == sum(p.numel() for p in model.parameters())
+    deployed = {"deploy": True} if "deploy" in model.hparams else {}  # re-parameterisable nets
+    assert json.loads(meta["srtool.hparams"]) == {**model.hparams, **deployed}
+    shipped = deploy(copy.deepcopy(model))  # what is exported: re-parameterisable nets collapsed
+    assert int(meta["srtool.params"]) == sum(p.numel() for p in shipped.parameters())
 
     # The built-in check ran on two sizes, one odd, and found fp32 noise only.
     assert [r.shape for r in report.parity] == [(1, 3, 64, 64), (2, 3, 37, 53)]
