@@ -1,8 +1,9 @@
-"""Command-line interface: ``srtool upscale | export | train | evaluate``."""
+"""Command-line interface: ``srtool upscale | evaluate | export | train | data | doctor``."""
 
 from __future__ import annotations
 
 from srtool.cli import data as _data  # noqa: F401
+from srtool.cli import doctor as _doctor  # noqa: F401
 from srtool.cli import evaluate as _evaluate  # noqa: F401
 from srtool.cli import export as _export  # noqa: F401
 from srtool.cli import train as _train  # noqa: F401

@@ -159,7 +159,7 @@ def save_checkpoint(
         ema=ema is not None,
         params=sum(p.numel() for p in net.parameters()),
         srtool_version=__version__,
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         tensors_sha256=tensors_sha256(tensors),
     )
     try:

@@ -8,14 +8,14 @@ exactly how it was made. SRGAN and ESRGAN differ only by values here, never by c
 
 Why TOML and dataclasses rather than YAML and ``type:`` strings: the schema lives in one place,
 typos fail loudly at load time instead of silently falling back to a default, and the standard
-library reads it (``tomllib``, Python 3.11+; ``tomli`` on 3.10).
+library reads it (``tomllib``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import sys
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,14 +23,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from srtool.errors import UsageError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised only on Python 3.10
-    try:
-        import tomli as tomllib
-    except ImportError:  # pragma: no cover
-        tomllib = None  # type: ignore[assignment]
 
 __all__ = [
     "find_recipe",
@@ -329,8 +321,6 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
 
 
 def _read_toml(text: str, origin: str) -> dict[str, Any]:
-    if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
-        raise UsageError("reading recipes on Python 3.10 needs the 'tomli' package")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
