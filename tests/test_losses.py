@@ -173,3 +173,36 @@ def test_gradient_penalty_of_a_linear_critic() -> None:
     assert float(gp.detach()) == pytest.approx(10.0 * (0.5 * math.sqrt(48) - 1) ** 2, rel=1e-5)
     gp.backward()
     assert disc.w.grad is not None and torch.isfinite(disc.w.grad).all()
+
+
+def test_ms_ssim_is_computed_in_float32_under_autocast(pair) -> None:
+    """bf16 autocast made MS-SSIM exceed 1 and the loss go negative (E[x^2] - mu^2 cancels)."""
+    sr, hr = pair
+    sr = (hr + 0.01 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    exact = losses.ms_ssim(sr, hr)
+    loss_fn = losses.pixel_loss("msssim_l1")
+    exact_loss = loss_fn(sr, hr)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = losses.ms_ssim(sr, hr)
+        mixed_loss = loss_fn(sr, hr)
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, exact, atol=1e-6)
+    assert float(mixed_loss) == pytest.approx(float(exact_loss), abs=1e-6)
+    assert 0 < float(mixed_loss)
+
+
+def test_gradient_penalty_is_float32_under_autocast() -> None:
+    """Under autocast the critic's convolutions would run in low precision; the penalty (and the
+    gradient it differentiates) must be the float32 one."""
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.LeakyReLU(0.2), torch.nn.Conv2d(8, 1, 3)
+    )
+    real, fake = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    torch.manual_seed(1)
+    exact = losses.gradient_penalty(critic, real, fake)
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = losses.gradient_penalty(critic, real, fake)
+    assert mixed.dtype == torch.float32
+    assert float(mixed.detach()) == pytest.approx(float(exact.detach()), rel=1e-6)

@@ -378,3 +378,71 @@ def test_init_from_a_community_state_dict(t91: Path, tmp_path: Path) -> None:
     small = load_recipe(None, BASE + ["train.steps=1"])
     with pytest.raises(UsageError, match="weights do not fit compact"):
         train(small, data=[str(t91)], out_dir=tmp_path / "bad", device="cpu", init_from=pth)
+
+
+# -- what only a GPU would show, checked on CPU ---------------------------------------------------
+
+
+def test_resume_into_fp16_amp_from_a_state_without_a_scaler() -> None:
+    """A CPU or bf16 run saves an empty scaler state; resuming it with fp16 AMP must not fail."""
+    from srtool.train.loop import load_scaler_state
+
+    saved = torch.amp.GradScaler("cpu", enabled=False).state_dict()
+    assert saved == {}
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    load_scaler_state(scaler, saved)  # torch itself raises "The source state dict is empty"
+    assert scaler.get_scale() == 65536.0
+    other = torch.amp.GradScaler("cpu", enabled=True, init_scale=8.0)
+    load_scaler_state(other, scaler.state_dict())
+    assert other.get_scale() == 65536.0
+
+
+def test_auto_amp_uses_fp16_where_bf16_is_only_emulated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from srtool.train.setup import resolve_amp
+
+    def pre_ampere(including_emulation: bool = True) -> bool:
+        return including_emulation  # a T4: bf16 "supported" only through emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", pre_ampere)
+    assert resolve_amp("auto", torch.device("cuda", 0)) == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resolve_amp("auto", torch.device("cuda", 0)) == torch.bfloat16
+    assert resolve_amp("auto", torch.device("cpu")) is None
+
+
+def test_cuda_device_errors_come_before_the_process_group(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from srtool.errors import DeviceError, UsageError
+    from srtool.train import distributed
+    from srtool.train.setup import resolve_device
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("NCCL must not start before the device is checked")
+
+    monkeypatch.setattr(distributed, "init_distributed", never)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    recipe = load_recipe(None, BASE)
+    with pytest.raises(DeviceError, match="no CUDA device"):
+        train(recipe, data=["x"], out_dir=tmp_path / "run", device="cuda")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    single = distributed.DistInfo()
+    with pytest.raises(DeviceError, match="1 CUDA device"):
+        resolve_device("cuda:7", single)
+    ranks = distributed.DistInfo(rank=1, world_size=2, local_rank=1)
+    with pytest.raises(UsageError, match="every rank on one GPU"):
+        resolve_device("cuda:0", ranks)
+
+
+def test_batchnorm_nets_get_synchronised_batchnorm() -> None:
+    from srtool.models import build
+    from srtool.train.setup import sync_batchnorm
+
+    g = build("srresnet", scale=4, features=8, blocks=1, batch_norm=True)
+    params = [id(p) for p in g.parameters()]
+    synced = sync_batchnorm(g)
+    kinds = {type(m).__name__ for m in synced.modules()}
+    assert "SyncBatchNorm" in kinds and "BatchNorm2d" not in kinds
+    assert [id(p) for p in synced.parameters()] == params  # the optimiser's tensors survive

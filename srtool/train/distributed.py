@@ -52,7 +52,10 @@ def init_distributed(device_type: str) -> DistInfo:
     rank, local = launch_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     owns = False
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        if device_type == "cuda":  # bind the rank to its GPU from the start (NCCL's advice)
+            dist.init_process_group(backend="nccl", device_id=torch.device("cuda", local))
+        else:
+            dist.init_process_group(backend="gloo")
         owns = True
     return DistInfo(rank=rank, world_size=world, local_rank=local, owns_group=owns)
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from srtool.errors import SrtoolError
+from srtool.errors import DeviceError, SrtoolError
 from srtool.train import distributed as sr_dist
 from srtool.train import losses, patches
 from srtool.train.config import Recipe, recipe_to_dict
@@ -51,6 +51,7 @@ __all__ = [
     "Trainer",
     "TrainingDiverged",
     "TrainingInterrupted",
+    "load_scaler_state",
     "lr_factor",
     "resolve_amp",
     "train",
@@ -146,6 +147,13 @@ def validate(
     return float(np.mean(ps)), float(np.mean(ss))
 
 
+def load_scaler_state(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
+    """Restore a GradScaler; a state saved without fp16 AMP (CPU, bf16) holds none, and then the
+    scaler starts fresh instead of failing (resuming a bf16 or CPU run with fp16)."""
+    if saved:
+        scaler.load_state_dict(saved)
+
+
 def _not_finite(loss: torch.Tensor, grad_norm: torch.Tensor | None) -> torch.Tensor:
     """1.0 (a one-element tensor on the loss's device) when the loss or the gradient norm is
     NaN/Inf, else 0.0; computed without a host synchronisation."""
@@ -187,7 +195,7 @@ class Trainer:
         if n.d is not None:
             n.d.load_state_dict(st["d"])
             n.opt_d.load_state_dict(st["opt_d"])
-        self.num.scaler.load_state_dict(st["scaler"])
+        load_scaler_state(self.num.scaler, st["scaler"])
         torch.set_rng_state(st["rng"]["torch"])
         if self.num.device.type == "cuda" and "cuda" in st["rng"]:
             torch.cuda.set_rng_state(st["rng"]["cuda"], self.num.device)
@@ -460,6 +468,8 @@ def train(
         if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         else "cpu"
     )
+    if dev_kind == "cuda" and not torch.cuda.is_available():  # before NCCL, which would fail first
+        raise DeviceError(f"--device {device}: no CUDA device is available (use --device cpu)")
     dist_info = sr_dist.init_distributed(dev_kind)
     try:
         with stop_requests() as stop_event:

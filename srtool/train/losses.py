@@ -73,8 +73,15 @@ def ms_ssim(x: Tensor, y: Tensor, *, win_size: int = 11, sigma: float = 1.5) -> 
     Uses as many of the standard five scales as the patch allows (the coarsest scale must still
     hold one ``win_size`` window) and renormalises their weights, so 48-192 px training patches
     work; negative contrast terms are clamped at a small epsilon so fractional powers stay real.
+
+    Always computed in float32, autocast or not: E[x^2] - mu^2 cancels catastrophically in bf16
+    (MS-SSIM above 1, a negative loss).
     """
-    x, y = x.float(), y.float()
+    with torch.autocast(x.device.type, enabled=False):
+        return _ms_ssim_fp32(x.float(), y.float(), win_size, sigma)
+
+
+def _ms_ssim_fp32(x: Tensor, y: Tensor, win_size: int, sigma: float) -> Tensor:
     side = min(x.shape[-2:])
     if side < win_size:
         raise ValueError(f"MS-SSIM needs patches of at least {win_size} px, got {side}")
@@ -319,11 +326,13 @@ def gradient_penalty(
     """WGAN-GP: ``weight * E[(||grad D(x_hat)||_2 - 1)^2]`` on random interpolates x_hat.
 
     The interpolation draws from torch's global RNG, which the training state saves, so resumed
-    runs draw the same numbers.
+    runs draw the same numbers. The penalty is computed in float32 outside autocast: the gradient
+    of an unscaled fp16 graph can underflow to zero.
     """
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
-    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    out = disc(x_hat)
-    (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=True)
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=torch.float32)
+    x_hat = (eps * real.detach().float() + (1 - eps) * fake.detach().float()).requires_grad_(True)
+    with torch.autocast(real.device.type, enabled=False):
+        out = disc(x_hat)
+        (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=True)
     norm = grad.flatten(1).norm(2, dim=1)
     return weight * ((norm - 1) ** 2).mean()

@@ -35,6 +35,7 @@ __all__ = [
     "resolve_device",
     "resolve_numerics",
     "stop_requests",
+    "sync_batchnorm",
 ]
 
 log = logging.getLogger("srtool")
@@ -82,6 +83,14 @@ def resolve_device(name: str, dist_info: sr_dist.DistInfo) -> torch.device:
             raise DeviceError("--device cuda: no CUDA device is available (use --device cpu)")
         if name == "cuda":
             name = f"cuda:{dist_info.local_rank}"
+        elif dist_info.enabled:
+            raise UsageError(
+                f"--device {name} under torchrun would put every rank on one GPU; use --device "
+                "cuda (each rank takes the GPU of its LOCAL_RANK)"
+            )
+        index, count = torch.device(name).index or 0, torch.cuda.device_count()
+        if index >= count:
+            raise DeviceError(f"--device {name}: {count} CUDA device(s) found")
         torch.cuda.set_device(torch.device(name))
     elif name != "cpu":
         raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
@@ -91,15 +100,17 @@ def resolve_device(name: str, dist_info: sr_dist.DistInfo) -> torch.device:
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype for ``train.amp`` on ``device`` (``None``: full fp32).
 
-    ``auto`` means bf16 on CUDA devices that support it (fp16 otherwise) and fp32 on CPU: on the
-    CPU measured (training/README.md) bf16 autocast made training steps about 1.6x slower.
+    ``auto`` means bf16 on CUDA devices that support it natively (Ampere and newer; fp16 on older
+    ones, where bf16 is only emulated and slow) and fp32 on CPU: on the CPU measured
+    (training/README.md) bf16 autocast made training steps about 1.6x slower.
     """
     if amp == "off":
         return None
     if amp == "auto":
         if device.type != "cuda":
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if native else torch.float16
     if amp == "fp16" and device.type != "cuda":
         raise UsageError("train.amp = 'fp16' needs CUDA; use 'bf16' or 'off' on CPU")
     return torch.bfloat16 if amp == "bf16" else torch.float16
@@ -125,6 +136,8 @@ class Numerics:
 
 def resolve_numerics(recipe: Recipe, device: str, dist_info: sr_dist.DistInfo) -> Numerics:
     dev = resolve_device(device, dist_info)
+    if dev.type == "cuda":  # every training step has the same shapes: let cuDNN pick once
+        torch.backends.cudnn.benchmark = True
     amp_dtype = resolve_amp(recipe.train.amp, dev)
     # "auto" is on for every device: channels-last measured faster on CUDA and on CPU
     use_cl = recipe.train.channels_last != "off"
@@ -259,6 +272,11 @@ class Networks:
     frozen: list[str]
 
 
+def sync_batchnorm(model: nn.Module) -> nn.Module:
+    """``model`` with every BatchNorm replaced by SyncBatchNorm (weights and statistics kept)."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def build_networks(
     recipe: Recipe,
     num: Numerics,
@@ -294,6 +312,12 @@ def build_networks(
     if r.is_gan:
         d = build(r.discriminator.arch, **r.discriminator.hparams).to(dev, memory_format=fmt)
         opt_d = torch.optim.Adam(d.parameters(), lr=r.optim.lr_d, betas=r.optim.betas)
+    if dist_info.enabled and dev.type == "cuda":
+        # BatchNorm statistics over the global batch, as one process would see them (SRResNet,
+        # the VGG discriminator); SyncBatchNorm exists for CUDA only, so CPU ranks keep their own.
+        # The parameters stay the same objects, so the optimisers built above still hold them.
+        g = sync_batchnorm(g)
+        d = sync_batchnorm(d) if d is not None else None
     g_train, d_train = g, d
     if dist_info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
