@@ -282,3 +282,46 @@ def test_wrapped_models_are_saved_under_their_own_key_names(tmp_path: Path) -> N
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(loaded(x), model.eval()(x))
+
+
+_BOUNDED_LOAD = """
+import json, resource, sys, time
+from srtool.errors import ModelError
+from srtool.models.checkpoint import load_checkpoint
+
+vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.RLIM_INFINITY))
+before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+try:
+    load_checkpoint(sys.argv[1])
+    outcome = ("loaded", "")
+except Exception as exc:
+    outcome = (type(exc).__name__, str(exc))
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps([*outcome, time.perf_counter() - start, grown * 1024]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("hparams", [{"features": 6000}, {"features": 1, "convs": 2_000_000}])
+def test_huge_hparams_are_refused_before_allocating(saved, hparams: dict) -> None:
+    """A header whose hparams describe a network of gigabytes (or millions of layers) is refused
+    from the header alone: fast, within a 1 GiB address-space allowance, as a ModelError."""
+    import subprocess
+    import sys
+
+    path, _ = saved
+    edit_meta(path, hparams={**load_checkpoint_meta(path)["hparams"], **hparams})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _BOUNDED_LOAD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    kind, message, seconds, grown = json.loads(done.stdout.strip().splitlines()[-1])
+    assert kind == "ModelError", message
+    assert message.startswith("model.safetensors: ") and "\n" not in message
+    assert seconds < 10 and grown < 200 << 20
