@@ -148,3 +148,34 @@ def test_help_lists_every_flag() -> None:
         "--vgg-weights",
     ):
         assert flag in res.output
+
+
+def test_resume_from_another_folder_keeps_the_same_data(
+    t91: Path, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run.json keeps a folder given as a relative path as an absolute one, so resuming from
+    another working folder, where the relative name would be the registry's T91 dataset, still
+    trains on the run's own images."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(t91, work / "t91")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "T91").symlink_to(shared_data / "T91")  # a registry dataset called t91 too
+    monkeypatch.setenv("SRTOOL_DATA", str(root))
+    runner = CliRunner()
+    monkeypatch.chdir(work)
+    args = ["compact_x4", "--data", "t91", "--out", "run", "--device", "cpu", *TINY]
+    res = runner.invoke(app, ["train", *args, "--steps", "2", "-q"])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((work / "run" / "run.json").read_text())
+    assert saved["data"] == [str(work / "t91")] and saved["data_root"] is None
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", "--resume", "--out", "work/run", "--steps", "4", "-q"])
+    assert res.exit_code == 0, res.output
+    from srtool.models.checkpoint import load_checkpoint_meta
+
+    meta = load_checkpoint_meta(work / "run" / "checkpoints" / "step_0000004.safetensors")
+    assert meta["training"]["data"] == [str(work / "t91")]
+    assert meta["training"]["train_images"] == 3

@@ -3,7 +3,8 @@
 Layout::
 
     recipe.toml                  the fully resolved recipe (defaults + file + --set)
-    run.json                     --data / --val / --data-root of the run (what --resume reuses)
+    run.json                     --data / --val / --data-root of the run (what --resume reuses;
+                                 folders as absolute paths, dataset names as names)
     metrics.jsonl, metrics.csv   one row per log interval / validation
     curves.png                   losses and validation PSNR over steps
     tensorboard/                 event files, when tensorboard is installed
@@ -255,7 +256,20 @@ def plan_run(
         data_root = data_root or saved.data_root
     if not data:
         raise UsageError("--data is required: a folder of training images or a dataset name")
-    args = RunArgs(list(data), val, str(data_root) if data_root else None)
+    args = RunArgs(
+        [_absolute_folder(d) for d in data],
+        _absolute_folder(val) if val is not None else None,
+        str(Path(data_root).expanduser().absolute()) if data_root else None,
+    )
     if write and not resume:
         run.write_args(args)
     return RunPlan(config, run, args)
+
+
+def _absolute_folder(spec: str) -> str:
+    """A ``--data`` / ``--val`` value as ``run.json`` keeps it: an existing folder as an absolute
+    path, so that ``--resume`` from another working folder reads the same images (a relative
+    name would no longer be a folder there, and could silently become a dataset name), and
+    anything else (a dataset name) unchanged."""
+    path = Path(spec).expanduser()
+    return str(path.absolute()) if path.is_dir() else spec
