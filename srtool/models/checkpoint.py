@@ -285,12 +285,16 @@ def _header_tensors(path: Path, header: dict[str, Any]) -> dict[str, torch.Tenso
     return out
 
 
+class _TooBig(Exception):
+    """Raised inside a model constructor by :func:`_build_budget`."""
+
+
 @contextlib.contextmanager
-def _build_budget(path: Path, count: int, elements: int) -> Iterator[None]:
-    """Abort a model build (with a ModelError) once it has registered many more parameters and
-    buffers, or elements, than the file holds: a tampered ``hparams`` can describe a network of
-    millions of layers or billions of weights, and even on the ``meta`` device building it would
-    take minutes."""
+def _build_budget(count: int, elements: int) -> Iterator[None]:
+    """Abort a model build (raising :class:`_TooBig` from inside the constructor) once it has
+    registered many more parameters and buffers, or values, than the file holds: a tampered
+    ``hparams`` can describe a network of millions of layers or billions of weights, and even
+    on the ``meta`` device building it would take minutes."""
     from torch.nn.modules.module import (
         register_module_buffer_registration_hook,
         register_module_parameter_registration_hook,
@@ -316,19 +320,9 @@ def _build_budget(path: Path, count: int, elements: int) -> Iterator[None]:
     ]
     try:
         yield
-    except _TooBig:
-        raise ModelError(
-            f"{path.name}: its metadata describes a far bigger network than the "
-            f"{count} tensors ({elements} values) the file holds: the file is corrupt or was "
-            "modified after it was written"
-        ) from None
     finally:
         for handle in handles:
             handle.remove()
-
-
-class _TooBig(Exception):
-    """Raised inside a model constructor by :func:`_build_budget`."""
 
 
 def _reference(path: Path, meta: dict[str, Any], raw: dict[str, torch.Tensor]) -> nn.Module:
@@ -336,11 +330,15 @@ def _reference(path: Path, meta: dict[str, Any], raw: dict[str, torch.Tensor]) -
     far as the file's own size allows."""
     count, elements = len(raw), sum(t.numel() for t in raw.values())
     try:
-        with _build_budget(path, count, elements), torch.device("meta"):
+        with _build_budget(count, elements), torch.device("meta"):
             return build(meta["arch"], **meta["hparams"])
+    except _TooBig:
+        raise ModelError(
+            f"{path.name}: its metadata describes a far bigger network than the "
+            f"{count} tensors ({elements} values) the file holds: the file is corrupt or was "
+            "modified after it was written"
+        ) from None
     except ModelError as exc:
-        if str(exc).startswith(path.name):
-            raise
         raise ModelError(f"{path.name}: metadata describes an unbuildable model: {exc}") from exc
     except (RuntimeError, OverflowError, MemoryError) as exc:
         raise ModelError(
