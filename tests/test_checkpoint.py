@@ -282,3 +282,84 @@ def test_wrapped_models_are_saved_under_their_own_key_names(tmp_path: Path) -> N
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(loaded(x), model.eval()(x))
+
+
+_BOUNDED_LOAD = """
+import json, resource, sys, time
+from srtool.errors import ModelError
+from srtool.models.checkpoint import load_checkpoint
+
+vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.RLIM_INFINITY))
+before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+try:
+    load_checkpoint(sys.argv[1])
+    outcome = ("loaded", "")
+except Exception as exc:
+    outcome = (type(exc).__name__, str(exc))
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps([*outcome, time.perf_counter() - start, grown * 1024]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("hparams", [{"features": 6000}, {"features": 1, "convs": 2_000_000}])
+def test_huge_hparams_are_refused_before_allocating(saved, hparams: dict) -> None:
+    """A header whose hparams describe a network of gigabytes (or millions of layers) is refused
+    from the header alone: fast, within a 1 GiB address-space allowance, as a ModelError."""
+    import subprocess
+    import sys
+
+    path, _ = saved
+    edit_meta(path, hparams={**load_checkpoint_meta(path)["hparams"], **hparams})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _BOUNDED_LOAD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    kind, message, seconds, grown = json.loads(done.stdout.strip().splitlines()[-1])
+    assert kind == "ModelError", message
+    assert message.startswith("model.safetensors: ") and "\n" not in message
+    assert seconds < 10 and grown < 200 << 20
+
+
+def test_run_folder_passes_over_a_truncated_best(tmp_path: Path, caplog) -> None:
+    """``export RUN`` with a truncated best.safetensors uses the latest intact checkpoint and
+    says why; with nothing intact left it refuses, naming the problem."""
+    model = tiny("compact")
+    run = tmp_path / "run"
+    ck = run / "checkpoints"
+    save_checkpoint(ck / "step_000100.safetensors", model, meta={"step": 100})
+    save_checkpoint(ck / "step_000200.safetensors", model, meta={"step": 200})
+    best = save_checkpoint(ck / "best.safetensors", model, meta={"step": 150})
+    best.write_bytes(best.read_bytes()[:-100])
+    with caplog.at_level("WARNING", logger="srtool"):
+        assert RunDir(run).export_checkpoint().name == "step_000200.safetensors"
+    assert "best.safetensors: cannot read the tensors" in caplog.text
+    assert "using step_000200.safetensors" in caplog.text
+    for path in ck.glob("step_*"):
+        path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ModelError, match="no intact checkpoint: best.safetensors"):
+        RunDir(run).export_checkpoint()
+
+
+def test_pickle_refusal_is_one_clean_line(tmp_path: Path) -> None:
+    """torch's refusal (terminal colour codes, "Re-running `torch.load` with `weights_only`
+    set to `False`...") becomes one line naming the global the pickle asked for."""
+    from typer.testing import CliRunner
+
+    from srtool.cli import app
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    torch.save({"body.0.weight": _Payload(str(marker))}, evil)
+    res = CliRunner().invoke(app, ["export", str(evil), "-o", str(tmp_path / "x.onnx")])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert "evil.pth: refused to load: it calls the Python global io.open" in text
+    assert "\x1b" not in res.output and "weights_only" not in res.output
+    assert "nothing in the file was run" in text and not marker.exists()

@@ -143,12 +143,12 @@ def test_fetch_rejects_corrupt_download(
     with pytest.raises(DataError, match="checksum mismatch"):
         datasets.fetch("Set5", root, url=f"{base}/bad.zip", sha256=digest)
     assert not (root / "Set5").exists()
-    assert not list((root / ".downloads").iterdir())
+    assert not list(root.glob(".downloads/*"))
     # Without a pin, the zip's own CRC still catches the damaged member.
     with pytest.raises(DataError, match="damaged|checksum"):
         datasets.fetch("Set5", root, url=f"{base}/bad.zip")
     assert not (root / "Set5").exists()
-    assert not list((root / ".downloads").iterdir())  # a bad archive is never kept for reuse
+    assert not list(root.glob(".downloads/*"))  # a bad archive is never kept for reuse
 
 
 def test_fetch_rejects_altered_file_by_reference_md5(
@@ -248,3 +248,137 @@ def test_evaluate_download_fetches_missing_benchmark(
     assert result.exit_code == 0, result.output
     assert datasets.verify("Set5", root).ok
     assert "28.43" in _text(result)
+
+
+def _zip(dest: Path, files: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(dest, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+
+
+def _set5_files(shared: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((shared / "Set5").glob("*.png"))}
+
+
+@pytest.mark.parametrize("case", ["fake", "renamed", "extra"])
+def test_fetch_refuses_a_copy_that_is_not_the_reference_list(
+    tmp_path: Path, shared_data: Path, server: tuple[str, Path], case: str
+) -> None:
+    """The MD5 list applies even when no file name matches it: fake files under the right
+    names' count, real photos under other names, or the real files plus one more image are
+    all refused, and the archive is not kept for reuse."""
+    base, www = server
+    real = _set5_files(shared_data)
+    if case == "fake":
+        files = {f"x{i}.png": b"not an image" for i in range(5)}
+    elif case == "renamed":
+        files = {f"photo{i}.png": data for i, data in enumerate(real.values())}
+    else:
+        files = {**real, "raw.png": real["baby.png"]}
+    _zip(www / "c3.zip", {f"benchmark/Set5/HR/{k}": v for k, v in files.items()})
+    root = tmp_path / "root"
+    expected = {"fake": "5 missing", "renamed": "5 not in the reference list", "extra": "raw.png"}
+    with pytest.raises(DataError, match=f"fails its reference checksums: .*{expected[case]}"):
+        datasets.fetch("Set5", root, url=f"{base}/c3.zip")
+    assert not (root / "Set5").exists()
+    assert not (root / ".downloads").exists() and not list(root.glob(".staging-*"))
+
+
+def test_verify_fails_on_a_substituted_copy(tmp_path: Path, shared_data: Path) -> None:
+    """``data verify`` exits 1 for renamed files and for an extra image, as for a changed one;
+    a README beside the images is not an image of the dataset and does not count."""
+    folder = tmp_path / "Set5"
+    folder.mkdir()
+    for name, data in _set5_files(shared_data).items():
+        (folder / name).write_bytes(data)
+    (folder / "README.txt").write_text("notes")
+    runner = CliRunner()
+    args = ["data", "verify", "Set5", "--data-root", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and "all match the reference checksums" in _text(result)
+    (folder / "raw.png").write_bytes((folder / "baby.png").read_bytes())
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "1 not in the reference list (raw.png)" in _text(result)
+    (folder / "raw.png").unlink()
+    (folder / "bird.png").rename(folder / "x0.png")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "1 missing (bird.png)" in _text(result) and "(x0.png)" in _text(result)
+    assert not datasets.verify("Set5", tmp_path).ok
+
+
+def test_installed_dataset_is_readable_by_others(
+    tmp_path: Path, shared_data: Path, server: tuple[str, Path]
+) -> None:
+    """The installed folder has the umask's permissions, not a temporary folder's 0700."""
+    import os
+    import stat
+
+    base, www = server
+    digest = _set5_zip(shared_data, www / "set5.zip")
+    root = tmp_path / "root"
+    old = os.umask(0o022)
+    try:
+        folder = datasets.fetch("Set5", root, url=f"{base}/set5.zip", sha256=digest)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in folder.iterdir())
+
+
+def test_non_reference_source_installs_with_a_warning(
+    tmp_path: Path,
+    shared_data: Path,
+    server: tuple[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A registry source declared not to be the reference copy (BSDS300's JPEG originals for
+    BSD200) installs on its file count, says so, and ``verify`` does not call it the reference."""
+    import dataclasses
+
+    base, www = server
+    files = {f"im{i}.png": data for i, data in enumerate(_set5_files(shared_data).values())}
+    _zip(www / "other.zip", {f"benchmark/Set5/HR/{k}": v for k, v in files.items()})
+    entry = datasets.DATASETS["Set5"]
+    source = datasets.Source(f"{base}/other.zip", "benchmark/Set5/HR", reference=False)
+    monkeypatch.setitem(datasets.DATASETS, "Set5", dataclasses.replace(entry, source=source))
+    root = tmp_path / "root"
+    with caplog.at_level("WARNING", logger="srtool"):
+        folder = datasets.fetch("Set5", root)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(files)
+    assert "not the reference copy" in caplog.text
+    assert not datasets.verify("Set5", root).ok
+    # ... but a file named as in the list must still have its MD5
+    files["bird.png"] = b"changed"
+    _zip(www / "other.zip", {f"benchmark/Set5/HR/{k}": v for k, v in files.items()})
+    with pytest.raises(DataError, match=r"1 differ \(bird.png\)"):
+        datasets.fetch("Set5", root, force=True)
+    assert datasets.DATASETS["BSD200"].source.reference is False
+
+
+def test_fetch_refuses_a_file_and_a_folder_of_one_name(
+    tmp_path: Path, server: tuple[str, Path]
+) -> None:
+    """One line, exit 1, the broken archive removed and no empty .downloads/ left behind."""
+    base, www = server
+    _zip(
+        www / "clash.zip",
+        {"benchmark/Set5/HR/a.png": b"x", "benchmark/Set5/HR/a.png/b.png": b"y"},
+    )
+    root = tmp_path / "root"
+    with pytest.raises(DataError, match="both a file and a folder named 'a.png'"):
+        datasets.fetch("Set5", root, url=f"{base}/clash.zip")
+    assert not (root / ".downloads").exists() and not list(root.glob(".staging-*"))
+    _zip(
+        www / "clash2.zip",
+        {"benchmark/Set5/HR/a.png/b.png": b"y", "benchmark/Set5/HR/a.png": b"x"},
+    )
+    result = CliRunner().invoke(
+        app, ["data", "fetch", "Set5", "--data-root", str(root), "--url", f"{base}/clash2.zip"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "both a file and a folder named 'a.png'" in _text(result)
+    assert "Traceback" not in result.output and "FileExistsError" not in result.output
+    assert _text(result).count("error:") == 1
+    assert not (root / ".downloads").exists()

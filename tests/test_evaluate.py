@@ -262,3 +262,33 @@ def test_lpips_is_measured_or_clearly_skipped(shared_data: Path, tmp_path: Path)
     else:
         assert values == [None]
         assert any(n.startswith("LPIPS skipped:") for n in report.notes), report.notes
+
+
+def test_a_corrupt_image_is_reported_and_the_rest_scored(shared_data: Path, tmp_path: Path) -> None:
+    """One truncated HR image: listed as failed (table, JSON, notes), the other four scored,
+    exit 1."""
+    hr = tmp_path / "hr"
+    shutil.copytree(shared_data / "Set5", hr)
+    (hr / "bird.png").write_bytes((hr / "bird.png").read_bytes()[:3000])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--hr",
+            str(hr),
+            "--no-ms-ssim",
+            "--per-image",
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    text = _text(result)
+    assert "failed hr bird.png:" in text and "truncated PNG" in text
+    assert "(4 images, LR MATLAB bicubic)" in text and "Traceback" not in text
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [f["image"] for f in data["failed"]] == ["bird.png"]
+    assert data["benchmarks"][0]["failed"] == ["bird.png"]
+    scored = [i["image"] for i in data["results"][0]["per_image"]]
+    assert scored == ["baby.png", "butterfly.png", "head.png", "woman.png"]
+    assert any("1 image(s) could not be read" in note for note in data["notes"])

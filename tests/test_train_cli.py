@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,93 @@ def test_help_lists_every_flag() -> None:
         "--vgg-weights",
     ):
         assert flag in res.output
+
+
+def test_resume_from_another_folder_keeps_the_same_data(
+    t91: Path, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run.json keeps a folder given as a relative path as an absolute one, so resuming from
+    another working folder, where the relative name would be the registry's T91 dataset, still
+    trains on the run's own images."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(t91, work / "t91")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "T91").symlink_to(shared_data / "T91")  # a registry dataset called t91 too
+    monkeypatch.setenv("SRTOOL_DATA", str(root))
+    runner = CliRunner()
+    monkeypatch.chdir(work)
+    args = ["compact_x4", "--data", "t91", "--out", "run", "--device", "cpu", *TINY]
+    res = runner.invoke(app, ["train", *args, "--steps", "2", "-q"])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((work / "run" / "run.json").read_text())
+    assert saved["data"] == [str(work / "t91")] and saved["data_root"] is None
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", "--resume", "--out", "work/run", "--steps", "4", "-q"])
+    assert res.exit_code == 0, res.output
+    from srtool.models.checkpoint import load_checkpoint_meta
+
+    meta = load_checkpoint_meta(work / "run" / "checkpoints" / "step_0000004.safetensors")
+    assert meta["training"]["data"] == [str(work / "t91")]
+    assert meta["training"]["train_images"] == 3
+
+
+class _Payload:
+    """Unpickling this would create a file: proof of whether a loader ran pickle."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+_PERCEPTUAL = [
+    "--set",
+    "loss.perceptual_weight=1",
+    "--set",
+    "loss.perceptual_layers={conv1_2 = 1.0}",
+]
+_BAD_SETTINGS = {
+    "negative seed": (["--set", "train.seed=-1"], "train.seed must be in 0 .."),
+    "huge seed": (["--set", "train.seed=99999999999999999999"], "train.seed must be in 0 .."),
+    "workers": (["--set", "data.num_workers=-5"], "data.num_workers must be in 0 .. 1024"),
+    "batch": (["--set", "data.batch_size=100000000"], "HR pixels per step, beyond the 268435456"),
+    "hparams": (["--set", "model.hparams={features = -3}"], "compact: invalid hyper-parameters"),
+    "vgg pickle": (["--vgg-weights", "VGG", *_PERCEPTUAL], "not a readable safetensors file"),
+    "init pickle": (["--init-from", "EVIL"], "refused to load: it calls the Python global io.open"),
+    "latin-1 recipe": (["LATIN1"], "not a UTF-8 text file (byte"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_SETTINGS))
+def test_bad_settings_are_usage_errors_before_any_image_is_loaded(
+    t91: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """Out-of-range recipe values, a non-UTF-8 recipe, bad hyper-parameters, a pickle given as
+    VGG or --init-from weights: exit 2 with one error line, and no training image decoded."""
+    from srtool.train import patches
+
+    def no_loading(*args, **kwargs):
+        raise RuntimeError("training images were loaded")
+
+    monkeypatch.setattr(patches, "load_pairs", no_loading)
+    marker = tmp_path / "pwned"
+    files = {"VGG": tmp_path / "vgg.safetensors", "EVIL": tmp_path / "evil.pth"}
+    files["VGG"].write_bytes(pickle.dumps({"features.0.weight": _Payload(str(marker))}))
+    torch.save({"body.0.weight": _Payload(str(marker))}, files["EVIL"])
+    files["LATIN1"] = tmp_path / "latin1.toml"
+    files["LATIN1"].write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    extra, message = _BAD_SETTINGS[case]
+    extra = [str(files.get(arg, arg)) for arg in extra]
+    recipe = [] if case == "latin-1 recipe" else ["compact_x4"]
+    args = [*recipe, "--data", str(t91), "--out", str(tmp_path / "run"), "--steps", "2"]
+    res = CliRunner().invoke(app, ["train", *args, "--device", "cpu", *TINY, *extra])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert message in text, res.output
+    assert text.count("error:") == 1 and "Traceback" not in text, res.output
+    assert "training images were loaded" not in text
+    assert not marker.exists()

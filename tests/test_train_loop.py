@@ -446,3 +446,67 @@ def test_batchnorm_nets_get_synchronised_batchnorm() -> None:
     kinds = {type(m).__name__ for m in synced.modules()}
     assert "SyncBatchNorm" in kinds and "BatchNorm2d" not in kinds
     assert [id(p) for p in synced.parameters()] == params  # the optimiser's tensors survive
+
+
+def _flip_tensor_bytes(state: Path) -> None:
+    """Flip 16 bytes in the middle of the largest tensor record of a ``torch.save`` zip (the
+    zip's own CRCs are not checked by ``torch.load``)."""
+    import zipfile
+
+    with zipfile.ZipFile(state) as zf:
+        info = max((i for i in zf.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    blob = bytearray(state.read_bytes())
+    (name_len, extra_len) = np.frombuffer(blob[info.header_offset + 26 :][:4], dtype="<u2")
+    start = info.header_offset + 30 + int(name_len) + int(extra_len) + info.file_size // 2
+    for i in range(start, start + 16):
+        blob[i] ^= 0x5A
+    state.write_bytes(bytes(blob))
+
+
+def test_damaged_resume_state_is_refused_naming_the_intact_checkpoint(
+    t91: Path, tmp_path: Path
+) -> None:
+    """Flipped bytes fail the state's SHA-256; an empty or truncated state gets a one-line
+    reason; each error names the newest intact step checkpoint and how to continue from it."""
+    recipe = load_recipe(None, BASE + ["train.steps=4"])
+    run = tmp_path / "run"
+    train(recipe, data=[str(t91)], out_dir=run, device="cpu")
+    state = run / "checkpoints" / "last.state.pt"
+    good = state.read_bytes()
+    more = load_recipe(None, BASE + ["train.steps=6"])
+    # the newest step checkpoint is damaged too: the hint skips it for the intact one
+    newest = run / "checkpoints" / "step_0000004.safetensors"
+    newest.write_bytes(newest.read_bytes()[:-50])
+    intact = run / "checkpoints" / "step_0000002.safetensors"
+    cases = {
+        "flipped": (_flip_tensor_bytes, "fails its SHA-256 check: the file is corrupt"),
+        "empty": (lambda p: p.write_bytes(b""), "the file is empty (0 bytes)"),
+        "truncated": (
+            lambda p: p.write_bytes(good[: len(good) // 2]),
+            "the file is truncated (its zip directory is missing)",
+        ),
+    }
+    for name, (damage, reason) in cases.items():
+        state.write_bytes(good)
+        damage(state)
+        with pytest.raises(UsageError) as info:
+            train(more, data=[str(t91)], out_dir=run, device="cpu", resume=True)
+        message = str(info.value)
+        assert reason in message and "\n" not in message, name
+        assert f"the newest intact weights are {intact}" in message, name
+        assert f"--init-from {intact}" in message, name
+    assert losses_by_step(run) == {s: v for s, v in losses_by_step(run).items() if s <= 4}
+
+
+def test_state_without_checksum_still_loads(tmp_path: Path, caplog) -> None:
+    """A state written before the checksum existed resumes, with a warning."""
+    from srtool.train.state import load_state as load_train_state
+    from srtool.train.state import save_state
+
+    path = tmp_path / "last.state.pt"
+    save_state(path, {"step": 3, "w": torch.arange(4.0)})
+    assert load_train_state(path)["step"] == 3 and "sha256" not in load_train_state(path)
+    torch.save({"step": 3, "w": torch.arange(4.0)}, path)
+    with caplog.at_level("WARNING", logger="srtool"):
+        assert load_train_state(path)["step"] == 3
+    assert "no checksum" in caplog.text

@@ -177,9 +177,12 @@ def evaluate(
                 console.print(f"wrote {path}")
             if save_images is not None:
                 console.print(f"wrote {len(report.saved)} images under {save_images}")
+        if report.failed:  # the others were scored and reported; the run still failed
+            raise typer.Exit(1)
 
 
 def _render(r: EvaluationReport, per_image: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from srtool.evaluate.reports import METRIC_LABELS, format_metric
@@ -224,6 +227,14 @@ def _render(r: EvaluationReport, per_image: bool) -> None:
                         for imgs in rows
                     ),
                 )
+            for image in b.get("failed", []):
+                detail.add_row(escape(image), *(["[red]failed[/]"] * len(labels)))
             console.print(detail)
+    for item in r.failed:
+        console.print(
+            f"[red]failed[/] {escape(item['benchmark'])} {escape(item['image'])}: "
+            f"{escape(item['error'])}",
+            highlight=False,
+        )
     for note in r.notes:
         console.print(f"[dim]note: {note}[/]")

@@ -38,22 +38,30 @@ def md5_list(name: str) -> dict[str, str] | None:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """How a local copy compares with the reference file list."""
+    """How a local copy compares with the reference file list.
+
+    When the dataset has a reference list, the copy must be exactly it: the same image names
+    with the same MD5s, none missing and no other image. Extra images count as a difference
+    because evaluation and training read every image in the folder, so one more file changes
+    the set that is scored. Files that are not images of the dataset (a README, ``Thumbs.db``)
+    are ignored, as everything else ignores them.
+    """
 
     name: str
     folder: Path
     files: int
-    reference: bool  # a reference md5 list exists and its file names are the copy's
+    reference: bool  # a reference md5 list exists for this dataset
     mismatched: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.reference and not self.mismatched and not self.missing
+        return self.reference and not self.mismatched and not self.missing and not self.extra
 
     def summary(self) -> str:
         if not self.reference:
-            return f"{self.files} files; no reference checksums for this copy"
+            return f"{self.files} files; no reference checksums for this dataset"
         if self.ok:
             return f"{self.files} files; all match the reference checksums"
         parts = []
@@ -61,20 +69,26 @@ class VerifyResult:
             parts.append(f"{len(self.mismatched)} differ ({', '.join(self.mismatched[:5])})")
         if self.missing:
             parts.append(f"{len(self.missing)} missing ({', '.join(self.missing[:5])})")
+        if self.extra:
+            parts.append(
+                f"{len(self.extra)} not in the reference list ({', '.join(self.extra[:5])})"
+            )
         return f"{self.files} files; " + "; ".join(parts)
 
 
 def verify_folder(ds: Dataset, folder: Path) -> VerifyResult:
+    """Compare the images of ``ds`` in ``folder`` with the reference list, when one exists."""
     files = list_images(folder, ds.suffixes)
     table = _md5_table().get(ds.name)
-    names = {p.name for p in files}
-    if not table or not names & set(table):
+    if not table:
         return VerifyResult(ds.name, folder, len(files), reference=False)
+    names = {p.name for p in files}
     mismatched = tuple(
         sorted(p.name for p in files if p.name in table and file_digest(p, "md5") != table[p.name])
     )
     missing = tuple(sorted(set(table) - names))
-    return VerifyResult(ds.name, folder, len(files), True, mismatched, missing)
+    extra = tuple(sorted(names - set(table)))
+    return VerifyResult(ds.name, folder, len(files), True, mismatched, missing, extra)
 
 
 def verify(name: str, data_root: str | os.PathLike[str] | None = None) -> VerifyResult:

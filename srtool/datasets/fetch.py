@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import tarfile
 import tempfile
@@ -104,7 +106,8 @@ def _extract(archive: Path, member: str, staging: Path) -> int:
     """Extract the regular files below ``member`` into ``staging``; returns the file count.
 
     Any member whose path is absolute or climbs out with ``..`` fails the whole extraction
-    (an archive built that way is hostile or broken); links and devices are skipped.
+    (an archive built that way is hostile or broken), and so does a member that needs a folder
+    where the archive put a file (or the reverse); links and devices are skipped.
     """
     prefix = _safe_relative(member) if member else None
     total = count = 0
@@ -126,6 +129,13 @@ def _extract(archive: Path, member: str, staging: Path) -> int:
         target = staging.joinpath(*rel.parts)
         if staging.resolve() not in target.resolve().parents:
             raise DataError(f"{archive.name}: refusing unsafe path in archive: {name!r}")
+        clash = next((p for p in target.parents if p.is_relative_to(staging) and p.is_file()), None)
+        if clash is not None or target.is_dir():
+            where = clash.relative_to(staging) if clash is not None else rel
+            raise DataError(
+                f"{archive.name}: holds both a file and a folder named {str(where)!r} "
+                "(a broken archive; nothing was installed)"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         src = opener()
         if src is None:
@@ -179,6 +189,24 @@ def fetch(
 
     downloads = root / DOWNLOADS
     downloads.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fetch_into(ds, source, expected, root, downloads, force, timeout, progress)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            downloads.rmdir()  # only when empty: a failed fetch leaves no empty .downloads/
+        raise
+
+
+def _fetch_into(
+    ds: Dataset,
+    source: Source,
+    expected: str,
+    root: Path,
+    downloads: Path,
+    force: bool,
+    timeout: float,
+    progress: ProgressFn | None,
+) -> Path:
     archive_name = Path(urllib.parse.urlparse(source.url).path).name or f"{ds.name}.archive"
     archive = downloads / archive_name
     if archive.is_file() and (force or (expected and file_digest(archive) != expected)):
@@ -199,19 +227,27 @@ def fetch(
             )
         os.replace(tmp, archive)
 
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{ds.name}-", dir=root))
+    # os.mkdir, not mkdtemp: the folder becomes the dataset, so it gets the umask's permissions
+    # (mkdtemp's 0700 would hide a shared data root's datasets from other users)
+    staging = root / f".staging-{ds.name}-{secrets.token_hex(6)}"
+    staging.mkdir()
     try:
-        return _install(ds, archive, source.member, staging, root)
+        return _install(ds, archive, source, staging, root)
     except DataError:
         archive.unlink(missing_ok=True)  # damaged or not the dataset: never reuse it
         raise
+    except OSError as exc:  # disk full, permissions: the archive may be fine, so it is kept
+        raise DataError(
+            f"could not install {ds.name} from {archive.name}: {exc} (nothing was installed)"
+        ) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _install(ds: Dataset, archive: Path, member: str, staging: Path, root: Path) -> Path:
+def _install(ds: Dataset, archive: Path, source: Source, staging: Path, root: Path) -> Path:
     """Extract, check the count and reference checksums, then move into place with one rename."""
     damaged = (zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError)
+    member = source.member
     try:
         n = _extract(archive, member, staging)
     except damaged as exc:
@@ -226,13 +262,21 @@ def _install(ds: Dataset, archive: Path, member: str, staging: Path, root: Path)
             "(nothing was installed)"
         )
     check = verify_folder(ds, folder)
-    if check.reference and (check.mismatched or check.missing):
-        raise DataError(
-            f"{ds.name} from {archive.name} fails its reference checksums: "
-            f"{check.summary()} (nothing was installed)"
+    if check.reference and not check.ok:
+        if source.reference or check.mismatched:
+            raise DataError(
+                f"{ds.name} from {archive.name} fails its reference checksums: "
+                f"{check.summary()} (nothing was installed)"
+            )
+        log.warning(
+            "%s from %s is not the reference copy (%s); its file count was checked, and scores "
+            "on it are not comparable with published tables",
+            ds.name,
+            archive.name,
+            check.summary(),
         )
     if not check.reference:
-        log.info("%s: this copy has no reference checksums; count checked only", ds.name)
+        log.info("%s: no reference checksums for this dataset; count checked only", ds.name)
     target = root / ds.folder
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():  # --force: swap the old copy out, then delete it

@@ -10,8 +10,9 @@ has can be pointed at rather than downloaded again.
 ``fetch`` downloads an archive with urllib, streams it to a temporary file while hashing it,
 checks the pinned SHA-256 when one is known, extracts only regular files and refuses any member
 that would land outside the target (absolute paths, ``..``, links), checks the file count and,
-where the copy has the reference file names, every file's MD5, and only then moves the folder
-into place with one rename: an interrupted or corrupt download never leaves a half dataset.
+where the dataset has a reference MD5 list, that the images are exactly that list (names and
+MD5s, none missing, none extra), and only then moves the folder into place with one rename: an
+interrupted, corrupt or substituted download never leaves a half or fake dataset.
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ class Source:
     looking for the folder with the expected number of images). ``sha256`` pins the archive;
     ``verified`` says whether the URL and layout were checked by the project (a URL that was
     not could not be reached from where the registry was written; the download still has its
-    file count and, for reference copies, per-file checksums checked).
+    file count and, for reference copies, per-file checksums checked). ``reference`` says
+    whether the archive holds the copy the dataset's reference MD5 list describes: then (and
+    for every ``--url`` mirror) the extracted images must be exactly that list; when not (the
+    BSDS300 JPEG originals), the count is checked and a file named as in the list must still
+    match its MD5.
     """
 
     url: str
@@ -55,6 +60,7 @@ class Source:
     sha256: str | None = None
     verified: bool = False
     note: str = ""
+    reference: bool = True
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,13 @@ DATASETS: dict[str, Dataset] = {
             citation="Martin et al., ICCV 2001",
             aliases=("B100", "BSDS100"),
             layouts=("B100", "BSD100/HR", "B100/HR", "benchmark/B100/HR"),
-            source=Source(_EDSR_BENCHMARK, "benchmark/B100/HR", note="EDSR benchmark.tar"),
+            source=Source(
+                _EDSR_BENCHMARK,
+                "benchmark/B100/HR",
+                note="EDSR benchmark.tar; its file names are not known to be the reference "
+                "list's img_NNN.png",
+                reference=False,
+            ),
         ),
         Dataset(
             name="Urban100",
@@ -188,6 +200,7 @@ DATASETS: dict[str, Dataset] = {
                 "BSDS300-images.tgz",
                 "BSDS300/images/train",
                 note="official BSDS300 archive (JPEG originals, not the PNG reference copy)",
+                reference=False,
             ),
             licence="non-commercial research",
         ),

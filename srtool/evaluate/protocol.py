@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from srtool.environment import cpu_name
-from srtool.errors import ModelError, UsageError
+from srtool.errors import ImageReadError, ModelError, UsageError, first_line
 from srtool.evaluate.benchmarks import (
     BASELINES,
     BenchmarkSet,
@@ -265,11 +265,22 @@ def _evaluate_benchmark(bench: BenchmarkSet, run: _Run, report: EvaluationReport
     scores = {m.info.label: MethodScore(bench.name, m.info.label) for m in run.methods}
     report.scores += list(scores.values())
     greys = small = 0
+    failed: list[str] = []
     for hr_path in bench.hr:
-        hr = modcrop(read_u8(hr_path), scale)
-        if min(hr.shape[:2]) < 2 * scale + 11:
-            raise UsageError(f"{hr_path}: too small for x{scale} evaluation")
-        lr = _lr_for(bench, hr_path, hr, scale)
+        try:
+            hr = modcrop(read_u8(hr_path), scale)
+            if min(hr.shape[:2]) < 2 * scale + 11:
+                raise UsageError(f"{hr_path}: too small for x{scale} evaluation")
+            lr = _lr_for(bench, hr_path, hr, scale)
+        except ImageReadError as exc:  # one unreadable image: report it, score the others
+            reason = first_line(exc)
+            log.error("%s: %s", bench.name, reason)
+            failed.append(hr_path.name)
+            report.failed.append({"benchmark": bench.name, "image": hr_path.name, "error": reason})
+            run.done += len(run.methods)
+            if run.progress is not None:
+                run.progress(ProgressEvent(bench.name, hr_path.name, "-", run.done, run.total))
+            continue
         grey = hr.shape[2] == 1
         greys += grey
         outputs: list[tuple[str, np.ndarray, float]] = []
@@ -297,12 +308,18 @@ def _evaluate_benchmark(bench: BenchmarkSet, run: _Run, report: EvaluationReport
         {
             "name": bench.name,
             "folder": str(bench.folder),
-            "images": len(bench.hr),
+            "images": len(bench.hr) - len(failed),
             "lr": "given" if bench.lr else "MATLAB bicubic",
             "checksums": bench.checksums,
             "reference_copy": bench.comparable,
+            "failed": failed,
         }
     )
+    if failed:
+        report.notes.append(
+            f"{bench.name}: {len(failed)} image(s) could not be read and are left out of every "
+            f"mean: {', '.join(failed)}"
+        )
     if greys:
         report.notes.append(f"{bench.name}: {greys} greyscale image(s) measured on their channel")
     if small:

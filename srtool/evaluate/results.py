@@ -101,6 +101,8 @@ class EvaluationReport:
     protocol: str = PROTOCOL
     environment: dict[str, Any] = field(default_factory=dict)
     saved: list[str] = field(default_factory=list)
+    #: images that could not be read: ``{"benchmark", "image", "error"}``, left out of the means
+    failed: list[dict[str, str]] = field(default_factory=list)
 
     def score(self, benchmark: str, method: str) -> MethodScore:
         for s in self.scores:
@@ -129,6 +131,7 @@ class EvaluationReport:
                     {**s.summary(), "per_image": [asdict(i) for i in s.images]} for s in self.scores
                 ],
                 "notes": self.notes,
+                "failed": self.failed,
                 "environment": self.environment,
                 "saved_images": self.saved,
             }

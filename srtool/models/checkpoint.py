@@ -18,13 +18,15 @@ metadata without touching its tensors.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import logging
 import os
 import struct
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ from torch import nn
 
 from srtool import __version__
 from srtool.atomic import atomic_write_bytes
-from srtool.errors import ModelError
+from srtool.errors import ModelError, first_line
 from srtool.models import arch_class, build
 
 __all__ = [
@@ -219,7 +221,10 @@ def load_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     checkpoint (e.g. a community model: those go through ``srtool export``'s importer).
     """
     path = Path(path)
-    header = _read_header(path)
+    return _meta_of(path, _read_header(path))
+
+
+def _meta_of(path: Path, header: dict[str, Any]) -> dict[str, Any]:
     text = (header.get("__metadata__") or {}).get(_META_KEY)
     if text is None:
         raise ModelError(
@@ -244,6 +249,101 @@ def load_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         if not isinstance(meta.get(key), kind):
             raise ModelError(f"{path.name}: checkpoint metadata lacks a valid '{key}'")
     return meta
+
+
+#: safetensors dtype names -> torch dtypes (the ones a state dict can hold)
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def _header_tensors(path: Path, header: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors the header announces, as ``meta``-device tensors of their dtype and shape
+    (nothing is allocated or read)."""
+    out = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        dtype = _DTYPES.get(entry.get("dtype")) if isinstance(entry, dict) else None
+        if (
+            dtype is None
+            or not isinstance(shape, list)
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+        ):
+            raise ModelError(f"{path.name}: corrupt safetensors header (bad entry for {name!r})")
+        out[name] = torch.empty(shape, dtype=dtype, device="meta")
+    return out
+
+
+class _TooBig(Exception):
+    """Raised inside a model constructor by :func:`_build_budget`."""
+
+
+@contextlib.contextmanager
+def _build_budget(count: int, elements: int) -> Iterator[None]:
+    """Abort a model build (raising :class:`_TooBig` from inside the constructor) once it has
+    registered many more parameters and buffers, or values, than the file holds: a tampered
+    ``hparams`` can describe a network of millions of layers or billions of weights, and even
+    on the ``meta`` device building it would take minutes."""
+    from torch.nn.modules.module import (
+        register_module_buffer_registration_hook,
+        register_module_parameter_registration_hook,
+    )
+
+    owner = threading.get_ident()
+    max_count, max_elements = 2 * count + 64, 2 * elements + (1 << 20)
+    seen: dict[tuple[int, str], int] = {}  # re-registering a name (spectral norm does) replaces
+    total = [0]
+
+    def hook(module: nn.Module, name: str, value: torch.Tensor | None) -> None:
+        if value is None or threading.get_ident() != owner:
+            return
+        key = (id(module), name)
+        total[0] += value.numel() - seen.get(key, 0)
+        seen[key] = value.numel()
+        if len(seen) > max_count or total[0] > max_elements:
+            raise _TooBig
+
+    handles = [
+        register_module_parameter_registration_hook(hook),
+        register_module_buffer_registration_hook(hook),
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _reference(path: Path, meta: dict[str, Any], raw: dict[str, torch.Tensor]) -> nn.Module:
+    """The network the metadata describes, built on the ``meta`` device (no memory) and only as
+    far as the file's own size allows."""
+    count, elements = len(raw), sum(t.numel() for t in raw.values())
+    try:
+        with _build_budget(count, elements), torch.device("meta"):
+            return build(meta["arch"], **meta["hparams"])
+    except _TooBig:
+        raise ModelError(
+            f"{path.name}: its metadata describes a far bigger network than the "
+            f"{count} tensors ({elements} values) the file holds: the file is corrupt or was "
+            "modified after it was written"
+        ) from None
+    except ModelError as exc:
+        raise ModelError(f"{path.name}: metadata describes an unbuildable model: {exc}") from exc
+    except (RuntimeError, OverflowError, MemoryError) as exc:
+        raise ModelError(
+            f"{path.name}: metadata describes an unbuildable model: {first_line(exc)}"
+        ) from exc
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -295,25 +395,31 @@ def load_state(
 
     The returned metadata gains ``weights`` ("ema" or "raw") and ``path``. Everything the file
     claims is checked: its arch and hyper-parameters build a model, every tensor matches that
-    model's keys and shapes, and the tensor checksum matches.
+    model's keys and shapes, and the tensor checksum matches. The model is first built on the
+    ``meta`` device and compared with the tensors the header announces, so a tampered header
+    is refused before anything the size of the described network is allocated or read.
     """
     path = Path(path)
-    meta = load_checkpoint_meta(path)
-    try:
-        reference = build(meta["arch"], **meta["hparams"])
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: metadata describes an unbuildable model: {exc}") from exc
+    header = _read_header(path)
+    meta = _meta_of(path, header)
+    announced = _header_tensors(path, header)
+    raw_meta = {k: v for k, v in announced.items() if not k.startswith(EMA_PREFIX)}
+    ema_meta = {k[len(EMA_PREFIX) :]: v for k, v in announced.items() if k.startswith(EMA_PREFIX)}
+    reference = _reference(path, meta, raw_meta)
+    _check_against(path, reference, raw_meta, "the")
+    if ema_meta:
+        _check_against(path, reference, ema_meta, "the EMA")
+    if bool(ema_meta) != bool(meta.get("ema")):
+        raise ModelError(
+            f"{path.name}: metadata says ema={meta.get('ema')} but the file "
+            f"{'has' if ema_meta else 'has no'} EMA weights"
+        )
     tensors = _read_tensors(path)
     raw = {k: v for k, v in tensors.items() if not k.startswith(EMA_PREFIX)}
     ema = {k[len(EMA_PREFIX) :]: v for k, v in tensors.items() if k.startswith(EMA_PREFIX)}
     _check_against(path, reference, raw, "the")
     if ema:
         _check_against(path, reference, ema, "the EMA")
-    if bool(ema) != bool(meta.get("ema")):
-        raise ModelError(
-            f"{path.name}: metadata says ema={meta.get('ema')} but the file "
-            f"{'has' if ema else 'has no'} EMA weights"
-        )
     if tensors_sha256(tensors) != meta["tensors_sha256"]:
         raise ModelError(
             f"{path.name}: the weights fail their SHA-256 check: the file is corrupt or was "

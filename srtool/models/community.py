@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from srtool.errors import ModelError, first_line
+from srtool.errors import ModelError
 
 __all__ = ["CommunityModel", "COMMUNITY_SUFFIXES", "load_community", "read_state_dict"]
 
@@ -70,16 +69,12 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelError(f"{path.name}: not a readable safetensors file ({exc})") from exc
+    from srtool.models.pickled import TorchFileError, load_weights_only
+
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = first_line(exc, 200) if str(exc).strip() else "unsafe content"
-        raise ModelError(
-            f"{path.name}: refused to load: the pickle holds more than tensors ({first}); "
-            "only weights-only files are accepted"
-        ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
-        raise ModelError(f"{path.name}: not a readable PyTorch weights file ({exc})") from exc
+        state = load_weights_only(path)
+    except TorchFileError as exc:
+        raise ModelError(f"{path.name}: {exc}") from None
     if not isinstance(state, dict):
         raise ModelError(f"{path.name}: holds a {type(state).__name__}, not a state dict")
     return state

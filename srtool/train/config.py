@@ -43,6 +43,15 @@ __all__ = [
 ]
 
 
+#: Seeds are 64-bit signed TOML integers, and torch and numpy take any of them that is >= 0.
+MAX_SEED = 2**63 - 1
+#: DataLoader worker processes; far beyond any machine's useful number.
+MAX_WORKERS = 1024
+#: HR pixels in one step's batch (batch_size x patch_size²): 2**28 is 3 GiB of float32 HR
+#: patches alone, before LR, activations and gradients, so more is a typo, not a plan.
+MAX_BATCH_PIXELS = 2**28
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The generator: a name from ``srtool.models.ARCHS`` and its keyword hyper-parameters."""
@@ -196,6 +205,21 @@ class Recipe:
         for key, value in positive.items():
             if value < 1:
                 raise UsageError(f"{key} must be >= 1, got {value}")
+        if not 0 <= self.train.seed <= MAX_SEED:
+            raise UsageError(f"train.seed must be in 0 .. {MAX_SEED}, got {self.train.seed}")
+        if not 0 <= self.data.num_workers <= MAX_WORKERS:
+            raise UsageError(
+                f"data.num_workers must be in 0 .. {MAX_WORKERS} (0: load in the main process), "
+                f"got {self.data.num_workers}"
+            )
+        pixels = self.data.batch_size * patch * patch
+        if pixels > MAX_BATCH_PIXELS:
+            raise UsageError(
+                f"data.batch_size {self.data.batch_size} x data.patch_size {patch}² is "
+                f"{pixels} HR pixels per step, beyond the {MAX_BATCH_PIXELS} any device holds; "
+                f"lower data.batch_size (at most {max(1, MAX_BATCH_PIXELS // (patch * patch))} "
+                f"at this patch size)"
+            )
         if not 0.0 <= self.train.ema_decay < 1.0:
             raise UsageError(f"train.ema_decay must be in [0, 1), got {self.train.ema_decay}")
         if self.loss.adversarial != "none" and self.loss.adversarial_weight <= 0:
@@ -394,7 +418,15 @@ def load_recipe(path: str | Path | None, overrides: list[str] = ()) -> Recipe:
         p = Path(path)
         if not p.is_file():
             raise UsageError(f"recipe not found: {p}")
-        data = _read_toml(p.read_text(encoding="utf-8"), str(p))
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"{p}: not a UTF-8 text file (byte {exc.start}); a recipe is TOML, which is UTF-8"
+            ) from None
+        except OSError as exc:
+            raise UsageError(f"{p}: cannot read the recipe ({exc.strerror or exc})") from None
+        data = _read_toml(text, str(p))
     try:
         return parse_recipe(apply_overrides(data, list(overrides)))
     except UsageError as exc:

@@ -185,9 +185,10 @@ class Trainer:
     metrics: MetricsLog | None = None
     emit: Callable[[TrainEvent], None] = lambda event: None
 
-    def restore(self) -> None:
-        """Load the run's resume state: weights, optimisers, scaler, RNG, counters, metrics."""
-        st, n = self.run.load_state(), self.nets
+    def restore(self, state: dict[str, Any] | None = None) -> None:
+        """Load the run's resume state (``state``, already read, or the run's file): weights,
+        optimisers, scaler, RNG, counters, metrics."""
+        st, n = (state if state is not None else self.run.load_state()), self.nets
         n.g.load_state_dict(st["g"])
         n.opt_g.load_state_dict(st["opt_g"])
         if n.ema is not None:
@@ -332,23 +333,30 @@ def _setup(
     vgg_weights: str | Path | None,
     emit: Callable[[TrainEvent], None],
 ) -> Trainer:
-    """Device, run folder, data, networks and (with ``resume``) the saved state, in that order."""
+    """Device, run folder, the saved state (with ``resume``), networks, then data.
+
+    Everything a user can get wrong (a damaged state, hyper-parameters, ``--init-from``,
+    ``--freeze``, ``--vgg-weights``) fails before the first training image is decoded, which
+    can take minutes. Decoding draws no random numbers from torch, so building the networks
+    first leaves the sequence of draws (initial weights, then the loop's) as it was.
+    """
     t_start = time.perf_counter()
     num = resolve_numerics(recipe, device, dist_info)
     if not resume:  # checked on every rank, so all of them stop
         run.check_new()
+    saved = run.load_state() if resume else None
     if dist_info.is_main:
         run.write_recipe(recipe)
     torch.manual_seed(recipe.train.seed)
-    training_data = load_training_data(
-        recipe, data, val, data_root, lambda i, n: emit(TrainEvent("load", i, n))
-    )
     nets = build_networks(
         recipe, num, dist_info, init_from=init_from, freeze=freeze, vgg_weights=vgg_weights
     )
+    training_data = load_training_data(
+        recipe, data, val, data_root, lambda i, n: emit(TrainEvent("load", i, n))
+    )
     t = Trainer(recipe, run, dist_info, num, training_data, nets, init_from, t_start, emit=emit)
-    if resume:
-        t.restore()
+    if saved is not None:
+        t.restore(saved)
     t.metrics = MetricsLog(run, t.rows) if dist_info.is_main else None
     return t
 

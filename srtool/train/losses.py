@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from srtool.errors import UsageError
+from srtool.errors import UsageError, first_line
 
 __all__ = [
     "VGG19_LAYERS",
@@ -205,10 +205,18 @@ def _read_state(path: Path) -> dict[str, Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+            raise UsageError(
+                f"cannot read VGG weights {path}: not a readable safetensors file "
+                f"({first_line(exc, 200)})"
+            ) from None
+    from srtool.models.pickled import TorchFileError, load_weights_only
+
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        state = load_weights_only(path)
+    except TorchFileError as exc:
         raise UsageError(f"cannot read VGG weights {path}: {exc}") from None
     return state.get("state_dict", state) if isinstance(state, dict) else state
 

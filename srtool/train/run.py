@@ -3,7 +3,8 @@
 Layout::
 
     recipe.toml                  the fully resolved recipe (defaults + file + --set)
-    run.json                     --data / --val / --data-root of the run (what --resume reuses)
+    run.json                     --data / --val / --data-root of the run (what --resume reuses;
+                                 folders as absolute paths, dataset names as names)
     metrics.jsonl, metrics.csv   one row per log interval / validation
     curves.png                   losses and validation PSNR over steps
     tensorboard/                 event files, when tensorboard is installed
@@ -20,6 +21,7 @@ Importing this module does not import torch; saving and loading weights or state
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from srtool.train.config import Recipe
 
 __all__ = ["RunArgs", "RunDir", "RunPlan", "plan_run"]
+
+log = logging.getLogger("srtool")
 
 _STEP_FILE = re.compile(r"step_(\d+)\.safetensors$")
 
@@ -160,9 +164,36 @@ class RunDir:
         save_state(self.state_path, state)
 
     def load_state(self) -> dict[str, Any]:
-        from srtool.train.state import load_state
+        """The resume state; when it is damaged, the error names the newest intact step
+        checkpoint and how to continue from it."""
+        from srtool.train.state import DamagedState, load_state
 
-        return load_state(self.state_path)
+        try:
+            return load_state(self.state_path)
+        except DamagedState as exc:
+            raise DamagedState(f"{exc}; {self._fallback_hint()}") from None
+
+    def latest_intact_checkpoint(self) -> Path | None:
+        """The newest ``step_*.safetensors`` that passes every check of the loader."""
+        from srtool.models.checkpoint import load_state
+
+        for path in reversed(self.step_checkpoints()):
+            try:
+                load_state(path)
+            except ModelError:
+                continue
+            return path
+        return None
+
+    def _fallback_hint(self) -> str:
+        found = self.latest_intact_checkpoint()
+        if found is None:
+            return "no intact step_*.safetensors is left to continue from: start the run again"
+        return (
+            f"the newest intact weights are {found}: continue from them in a new run with "
+            f"`srtool train {self.recipe_path} --init-from {found} --data ... --out NEW_DIR` "
+            "(the optimiser, learning-rate schedule and step count start afresh)"
+        )
 
     def step_checkpoints(self) -> list[Path]:
         """``step_*.safetensors``, oldest step first."""
@@ -178,13 +209,15 @@ class RunDir:
         return removed
 
     def export_checkpoint(self) -> Path:
-        """The checkpoint to export: the best, else the latest.
+        """The checkpoint to export: the best, else the latest, of those that are intact.
 
         Looks at srtool checkpoints (``*.safetensors``) in the folder and in ``checkpoints/``.
         "Best" is a file whose name starts with ``best`` or whose metadata says
         ``"best": true``; otherwise the one with the highest ``step`` (then the newest file).
+        A file that fails the loader's checks (truncated, corrupt) is passed over with a
+        warning for the next in that order.
         """
-        from srtool.models.checkpoint import is_checkpoint, load_checkpoint_meta
+        from srtool.models.checkpoint import is_checkpoint, load_checkpoint_meta, load_state
 
         if not self.path.is_dir():
             raise ModelError(f"training run folder not found: {self.path}")
@@ -198,12 +231,26 @@ class RunDir:
             )
 
         def rank(p: Path) -> tuple[int, int, float]:
-            meta = load_checkpoint_meta(p)
+            try:
+                meta = load_checkpoint_meta(p)
+            except ModelError:
+                return (-1, -1, 0.0)  # tried last; the loader then says what is wrong
             best = p.name.startswith("best") or meta.get("best") is True
             step = meta.get("step") if isinstance(meta.get("step"), int) else -1
             return (int(best), step, p.stat().st_mtime)
 
-        return max(candidates, key=rank)
+        ordered = sorted(candidates, key=rank, reverse=True)
+        problems = []
+        for path in ordered:
+            try:
+                load_state(path)
+            except ModelError as exc:
+                problems.append(str(exc))
+                continue
+            for problem in problems:
+                log.warning("skipping a damaged checkpoint: %s; using %s", problem, path.name)
+            return path
+        raise ModelError(f"{self.path}: no intact checkpoint: {problems[0]}")
 
 
 @dataclass(frozen=True)
@@ -255,7 +302,20 @@ def plan_run(
         data_root = data_root or saved.data_root
     if not data:
         raise UsageError("--data is required: a folder of training images or a dataset name")
-    args = RunArgs(list(data), val, str(data_root) if data_root else None)
+    args = RunArgs(
+        [_absolute_folder(d) for d in data],
+        _absolute_folder(val) if val is not None else None,
+        str(Path(data_root).expanduser().absolute()) if data_root else None,
+    )
     if write and not resume:
         run.write_args(args)
     return RunPlan(config, run, args)
+
+
+def _absolute_folder(spec: str) -> str:
+    """A ``--data`` / ``--val`` value as ``run.json`` keeps it: an existing folder as an absolute
+    path, so that ``--resume`` from another working folder reads the same images (a relative
+    name would no longer be a folder there, and could silently become a dataset name), and
+    anything else (a dataset name) unchanged."""
+    path = Path(spec).expanduser()
+    return str(path.absolute()) if path.is_dir() else spec

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from srtool.errors import UsageError
+from srtool.errors import UsageError, first_line
 
 if TYPE_CHECKING:
     from srtool.train.config import Recipe
@@ -117,15 +117,22 @@ def _cross_scale_state(
 
 def _plain_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a safetensors file or a PyTorch file (never unpickling code)."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from srtool.models.pickled import TorchFileError, load_weights_only
 
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
             state: Any = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise UsageError(f"--init-from {path}: not a readable weights file ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+            raise UsageError(
+                f"--init-from {path}: not a readable safetensors file ({first_line(exc, 200)})"
+            ) from None
+    else:
+        try:
+            state = load_weights_only(path)
+        except TorchFileError as exc:
+            raise UsageError(f"--init-from {path}: {exc}") from None
     for key in ("params_ema", "params", "state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
