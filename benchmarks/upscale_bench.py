@@ -11,6 +11,8 @@ and the ratios pipeline/session and pipeline/torch, all measured in one run.
     python benchmarks/upscale_bench.py --images ../shared/data/BSD100 --count 20
     python benchmarks/upscale_bench.py --model exports/compact-x4/model.onnx   # no torch row
     python benchmarks/upscale_bench.py --big 2000x1500   # peak memory on one large photo
+    python benchmarks/upscale_bench.py --model exports/compact-x4/model.onnx --threads 1 \\
+        --memory 1000x750,2000x1500,4000x3000   # peak memory against decoded image size
 
 Needs the ``train`` extra for the torch row and for building the default network.
 """
@@ -156,6 +158,113 @@ def bench_big(model_path: Path, size: str, folder: Path, photo: Path, tile: str)
     }
 
 
+_PEAK_CHILD = """
+import atexit, sys
+
+def report():
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                sys.stderr.write("srtool-bench-peak-kib " + line.split()[1] + "\\n")
+
+atexit.register(report)
+from srtool.cli import main
+
+sys.argv = ["srtool", *sys.argv[1:]]
+main()
+"""
+
+
+def _upscale_peak_mib(command: list[str]) -> tuple[float, float]:
+    """(peak resident MiB, seconds) of ``srtool upscale`` in a fresh process. The process
+    reports its own high-water mark (VmHWM) as it exits: no late peak escapes a poll, and none
+    of this benchmark's own memory is counted."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", _PEAK_CHILD, *command], capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"srtool {' '.join(command)} failed:\n{proc.stderr}")
+    for line in proc.stderr.splitlines():
+        if line.startswith("srtool-bench-peak-kib "):
+            return int(line.split()[1]) / 1024, seconds
+    raise RuntimeError("the child did not report its peak memory")
+
+
+def bench_memory(
+    model_path: Path, sizes: list[str], folder: Path, photo: Path, tile: str, threads: int | None
+) -> dict:
+    """Peak resident memory of ``srtool upscale`` per input size, against the decoded bytes of
+    one input and its output (width x height x 3 samples of 1 byte, or 2 for 16-bit). A size is
+    ``WxH``, ``WxH:16`` for a 16-bit PNG, ``WxH*N`` for a folder of N such images (the batch
+    pipeline overlaps decoding, inference and encoding of consecutive images). A 64x48 input
+    first gives the start-up cost (interpreter, libraries, model session)."""
+    import cv2
+
+    scale = load_upscaler(str(model_path), device="cpu").scale
+    rows = []
+    for spec in ["64x48", *sizes]:
+        size, _, count = spec.partition("*")
+        size, _, depth = size.partition(":")
+        width, height = (int(v) for v in size.lower().split("x"))
+        sample_bytes = 2 if depth == "16" else 1
+        source = folder / f"in-{spec.replace('*', 'x').replace(':', '-')}"
+        source.mkdir()
+        with Image.open(photo) as image:
+            rgb = np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC))
+        for index in range(int(count or 1)):
+            picture = np.roll(rgb, index * 7, axis=1)  # not the same bytes twice
+            if sample_bytes == 2:
+                cv2.imwrite(
+                    str(source / f"{index}.png"), picture[:, :, ::-1].astype(np.uint16) * 257
+                )
+            else:
+                Image.fromarray(picture).save(source / f"{index}.png")
+        command = ["upscale", str(source), str(folder / f"out-{source.name}")]
+        command += ["--model", str(model_path), "--device", "cpu", "--tile", tile, "--quiet"]
+        if threads:
+            command += ["--threads", str(threads)]
+        peak, seconds = _upscale_peak_mib(command)
+        input_mib = width * height * 3 * sample_bytes / 2**20
+        output_mib = input_mib * scale**2
+        rows.append(
+            {
+                "input": spec,
+                "output": f"{width * scale}x{height * scale}",
+                "seconds": seconds,
+                "peak_rss_mib": peak,
+                "input_mib": input_mib,
+                "output_mib": output_mib,
+            }
+        )
+    start_up = rows[0]["peak_rss_mib"]
+    for row in rows:
+        decoded = row["input_mib"] + row["output_mib"]
+        row["peak_per_decoded"] = row["peak_rss_mib"] / decoded
+        row["above_start_up_per_decoded"] = (row["peak_rss_mib"] - start_up) / decoded
+    return {"tile": tile, "scale": scale, "start_up_mib": start_up, "sizes": rows[1:]}
+
+
+def print_memory(memory: dict) -> None:
+    print(
+        f"peak RSS of `srtool upscale --tile {memory['tile']}` (fresh process, x{memory['scale']},"
+        f" PNG in and out); start-up (one 64x48 input): {memory['start_up_mib']:.0f} MiB; "
+        "in+out: decoded bytes of one input and its output"
+    )
+    print(
+        "input           output       seconds  peak MiB  in+out MiB  peak/(in+out)  "
+        "(peak-start-up)/(in+out)"
+    )
+    for row in memory["sizes"]:
+        decoded = row["input_mib"] + row["output_mib"]
+        print(
+            f"{row['input']:<15} {row['output']:<12} {row['seconds']:7.1f}  "
+            f"{row['peak_rss_mib']:8.0f}  {decoded:10.0f}  {row['peak_per_decoded']:13.2f}  "
+            f"{row['above_start_up_per_decoded']:24.2f}"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -170,8 +279,28 @@ def main() -> int:
     parser.add_argument("--tile", default="auto")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--big", help="also measure peak memory on one WxH photo, e.g. 2000x1500")
+    parser.add_argument(
+        "--memory",
+        help="only measure peak memory per image against its decoded size, for comma-separated "
+        "input sizes, e.g. 1000x750,2000x1500,4000x3000 (WxH:16 for 16-bit, WxH*3 for a batch)",
+    )
+    parser.add_argument("--threads", type=int, help="inference threads for --memory")
     parser.add_argument("--json", type=Path, help="write the numbers here too")
     args = parser.parse_args()
+
+    if args.memory:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            model_path = args.model or build_network(args, folder)[1]
+            photo = sorted(p for p in args.images.iterdir() if p.suffix.lower() == ".png")[0]
+            memory = bench_memory(
+                model_path, args.memory.split(","), folder, photo, args.tile, args.threads
+            )
+        print(f"model: {model_path.name}  cpu: {cpu_name()}")
+        print_memory(memory)
+        if args.json:
+            args.json.write_text(json.dumps({"memory": memory, "cpu": cpu_name()}, indent=2))
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

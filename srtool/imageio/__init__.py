@@ -16,9 +16,18 @@ Why the care:
   the raw EXIF bytes; everything else in the block (maker notes included) is kept byte for byte.
 * **Bad files fail with one line.** A zero-byte, truncated, corrupt or non-image file, an
   unsupported sample format or an image over the pixel limit raises :class:`ImageReadError`
-  naming the file and the cause. The size is checked from the header before any pixel is
-  decoded, so a decompression bomb costs nothing. Pillow's own global bomb limit is bypassed by
+  naming the file and the cause. A PNG whose image data holds fewer rows than its header
+  declares is refused, not filled with black. Pillow's own global bomb limit is bypassed by
   opening files through the format plugins directly: ``max_pixels`` is the one limit.
+* **Bounded work before the pixels.** Only regular files are opened (a FIFO or device is
+  refused at once). The first 64 KiB are read to sniff the format and check the header: the
+  pixel limit, and a file-size bound (at most 4 bytes per byte of uncompressed samples the
+  header declares, plus 64 MiB of metadata), so a huge or padded file is refused before it is
+  read whole. Nothing compressed is inflated without a limit: a PNG's image data is checked as
+  a stream holding a megabyte at a time, and an ICC profile that inflates past 16 MiB is
+  dropped with a warning, so a decompression bomb costs almost nothing.
+* **Quiet decoders.** Pillow's warnings and the messages libpng and libtiff print on stderr
+  become debug log lines (:mod:`.quiet`); the file's one error line says what went wrong.
 * **Nothing is half-written.** Every write goes to a hidden temporary file in the destination
   folder that is fsynced and renamed over the target; on any failure, Ctrl-C included, the
   temporary file is removed and the target is untouched (:func:`atomic_output`).
@@ -31,6 +40,7 @@ Modules, each importing only those listed before it (no cycles; nothing imports 
 
 * ``picture`` -- :class:`Picture` and the sample conversions;
 * ``formats`` -- format names, suffixes, and the defaults (pixel limit, quality, PNG level);
+* ``quiet`` -- Python warnings and C libraries' stderr kept off the terminal while decoding;
 * ``opencv`` -- OpenCV imported lazily and silenced while decoding;
 * ``exif`` -- applying EXIF orientation and resetting it to 1 in the raw block;
 * ``decode`` -- what the decoders share: the error, the size check, OpenCV's 16-bit decode and

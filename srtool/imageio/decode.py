@@ -3,7 +3,8 @@ and the Pillow path that turns a Pillow image of any supported mode into a :clas
 
 Decoders raise ``_Bad`` with the cause only; :func:`~srtool.imageio.read_image` adds the file name
 and raises :class:`ImageReadError`. The size is checked from the header before any pixel is
-decoded, so a decompression bomb costs nothing. This module sits below :mod:`.png`, :mod:`.tiff`
+decoded (first by :func:`~srtool.imageio.read_image` from the file's first bytes, again here from
+the decoder's own header parse). This module sits below :mod:`.png`, :mod:`.tiff`
 and :mod:`.read`, so that the format modules can use the shared path without importing
 :mod:`.read`.
 """
@@ -23,6 +24,7 @@ from srtool.errors import first_line
 from srtool.imageio.exif import _orient
 from srtool.imageio.opencv import _quiet_cv2
 from srtool.imageio.picture import Picture
+from srtool.imageio.quiet import _quiet_stderr
 
 log = logging.getLogger("srtool")
 
@@ -43,7 +45,7 @@ def _check_size(width: int, height: int, max_pixels: int | None) -> None:
 
 def _cv2_decode16(data: bytes | bytearray, *, grey: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """16-bit colour through OpenCV: BGR(A) -> RGB(A) (grey + alpha arrives as BGRA)."""
-    with _quiet_cv2() as cv2:
+    with _quiet_cv2() as cv2, _quiet_stderr():  # libpng and libtiff print to stderr
         decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise _Bad("corrupt or truncated 16-bit image (the decoder rejected it)")

@@ -1,5 +1,6 @@
 """OpenCV, used only for the 16-bit colour files Pillow cannot hold (it has no 16-bit RGB(A)
-mode): imported on first use, since most runs never need it, and silenced while decoding.
+mode): imported on first use, since most runs never need it, and silenced while decoding (its
+own log here; what libpng and libtiff print on stderr in :mod:`.quiet`).
 
 OpenCV's log level is process-global, so silencing it is counted under a lock; the decoder that
 uses it is :func:`~srtool.imageio.decode._cv2_decode16`, the encoder is in

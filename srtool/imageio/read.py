@@ -1,15 +1,19 @@
-""":func:`read_image`: read the bytes, sniff the format from the signature (the suffix may lie),
-then dispatch to the format's decoder: :mod:`.png`, :mod:`.tiff`, or the shared Pillow path for
-JPEG, WebP and BMP, each after the size check from the header. Every failure becomes one
-:class:`ImageReadError` line naming the file and the cause.
+""":func:`read_image`: open a regular file, read its first 64 KiB, sniff the format from the
+signature (the suffix may lie) and check the header (pixel limit, file size), then read the rest
+and dispatch to the format's decoder: :mod:`.png`, :mod:`.tiff`, or the shared Pillow path for
+JPEG, WebP and BMP. Every failure becomes one :class:`ImageReadError` line naming the file and
+the cause.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageCms
 from PIL.BmpImagePlugin import BmpImageFile
@@ -21,8 +25,9 @@ from srtool.imageio.decode import _Bad, _check_size, _from_pillow
 from srtool.imageio.exif import _normalise_exif
 from srtool.imageio.formats import DEFAULT_MAX_PIXELS
 from srtool.imageio.picture import Picture
-from srtool.imageio.png import _PNG_SIGNATURE, _decode_png
-from srtool.imageio.tiff import _decode_tiff
+from srtool.imageio.png import _PNG_SIGNATURE, _decode_png, _png_header
+from srtool.imageio.quiet import _warnings_to_debug
+from srtool.imageio.tiff import _decode_tiff, _tiff_header
 
 _OTHER_SIGNATURES = (
     (b"GIF8", "a GIF image"),
@@ -63,6 +68,22 @@ def _describe_unknown(head: bytes) -> str:
     return "not an image (unknown signature); supported: PNG, JPEG, WebP, TIFF, BMP"
 
 
+_HEAD_BYTES = 64 * 1024
+"""Read first, to sniff the format and check the header before the rest is read."""
+
+FILE_BYTES_PER_RAW_BYTE = 4
+FILE_METADATA_ALLOWANCE = 64 << 20
+"""A file may hold at most ``FILE_BYTES_PER_RAW_BYTE`` times the uncompressed samples its header
+declares (width x height x bits per pixel) plus ``FILE_METADATA_ALLOWANCE`` bytes (profiles,
+EXIF, XMP, previews); anything larger is refused before it is read. Real single images are far
+below it: incompressible noise costs at most about 1.4 bytes per raw byte (LZW TIFF, JPEG at
+quality 100). It bounds the memory spent holding the file to a small multiple of the image."""
+
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_MAX_SEGMENTS = 65536
+_JPEG_MAX_JUNK = 1 << 20
+
+
 def read_image(
     path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> Picture:
@@ -73,55 +94,211 @@ def read_image(
     2 x ``PIL.Image.MAX_IMAGE_PIXELS`` (179 MP by default). Raises :class:`ImageReadError` with
     one line naming the file and the cause.
 
+    Only regular files are read (a FIFO, device or socket is refused without waiting on it). The
+    first 64 KiB are read to sniff the format and check the header (the pixel limit, and that
+    the file is not absurdly large for the size it declares: see
+    :data:`FILE_BYTES_PER_RAW_BYTE`) before the rest of the file is read. Warnings and stderr
+    messages of the libraries underneath become debug log lines (:mod:`.quiet`).
+
     Conversions: palette -> RGB (RGBA when it has transparency); "1" -> grey; LA -> grey + alpha;
     colour-key transparency (PNG tRNS) -> an alpha plane; CMYK -> RGB through its embedded ICC
     profile when present (the result is sRGB, so ``icc_profile`` is None), else Pillow's plain
     conversion; 16-bit grey ("I;16"/"I" with a 16-bit header) -> uint16 grey. 32-bit integer and
     floating-point samples (modes "I" and "F" from 32-bit files, HDR data) are refused: mapping
-    them to [0, 1] would need a tone-mapping decision srtool cannot make for the user.
+    them to [0, 1] would need a tone-mapping decision srtool cannot make for the user. A PNG ICC
+    profile that inflates to more than :data:`~srtool.imageio.png.MAX_ICC_BYTES` is dropped
+    with a warning.
     """
     path = Path(path)
+    file, size = _open_regular(path)
+    fmt = "image"
+    with file, _warnings_to_debug(path.name):
+        try:
+            head = file.read(_HEAD_BYTES)
+            if not head:
+                raise ImageReadError(f"{path}: empty file (0 bytes)")
+            fmt = _sniff(head[:32])
+            if fmt is None:
+                raise ImageReadError(f"{path}: {_describe_unknown(head[:64])}")
+            _check_header(file, head, size, fmt, max_pixels)
+            if size > len(head):
+                file.seek(0)
+                data = file.read(size)
+            else:
+                data = head
+            del head
+            return _decode(data, fmt, max_pixels, path.name)
+        except ImageReadError:
+            raise
+        except _Bad as exc:
+            raise ImageReadError(f"{path}: {exc}") from None
+        except Image.DecompressionBombError as exc:
+            raise ImageReadError(f"{path}: {first_line(exc)}") from None
+        except MemoryError:
+            raise ImageReadError(
+                f"{path}: not enough memory to decode this {fmt.upper()}"
+            ) from None
+        except OSError as exc:
+            if exc.errno is not None:  # the file system's error, not the decoder's
+                raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+            raise ImageReadError(
+                f"{path}: corrupt or truncated {fmt.upper()} ({first_line(exc)})"
+            ) from exc
+        except (
+            ValueError,
+            SyntaxError,
+            EOFError,
+            struct.error,
+            IndexError,
+            KeyError,
+            TypeError,
+            ZeroDivisionError,
+            zlib.error,
+            ImageCms.PyCMSError,
+        ) as exc:
+            raise ImageReadError(
+                f"{path}: corrupt or truncated {fmt.upper()} ({first_line(exc)})"
+            ) from exc
+
+
+def _open_regular(path: Path) -> tuple[BinaryIO, int]:
+    """The open file and its size; refuses anything but a regular file. O_NONBLOCK: opening a
+    FIFO must not wait for a writer."""
     try:
-        data = path.read_bytes()
+        file = open(path, "rb", opener=_open_nonblocking)  # closed by the caller
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ImageReadError(f"{path}: is a folder, not an image file") from None
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if not data:
-        raise ImageReadError(f"{path}: empty file (0 bytes)")
-    fmt = _sniff(data[:32])
-    if fmt is None:
-        raise ImageReadError(f"{path}: {_describe_unknown(data[:64])}")
     try:
-        return _decode(data, fmt, max_pixels)
-    except _Bad as exc:
-        raise ImageReadError(f"{path}: {exc}") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{path}: {first_line(exc)}") from None
-    except MemoryError:
-        raise ImageReadError(f"{path}: not enough memory to decode this {fmt.upper()}") from None
-    except (
-        OSError,
-        ValueError,
-        SyntaxError,
-        EOFError,
-        struct.error,
-        IndexError,
-        KeyError,
-        TypeError,
-        ZeroDivisionError,
-        ImageCms.PyCMSError,
-    ) as exc:
-        raise ImageReadError(
-            f"{path}: corrupt or truncated {fmt.upper()} ({first_line(exc)})"
-        ) from exc
+        info = os.fstat(file.fileno())
+    except OSError as exc:
+        file.close()
+        raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        file.close()
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageReadError(f"{path}: is a folder, not an image file")
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(info.st_mode)
+            else "a device"
+            if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(info.st_mode)
+            else "a special file"
+        )
+        raise ImageReadError(f"{path}: not a regular file ({kind}), not read")
+    if info.st_size == 0:
+        file.close()
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    return file, info.st_size
 
 
-def _decode(data: bytes, fmt: str, max_pixels: int | None) -> Picture:
+def _open_nonblocking(name: str, flags: int) -> int:
+    return os.open(name, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _check_header(file: BinaryIO, head: bytes, size: int, fmt: str, max_pixels: int | None) -> None:
+    """The pixel limit and the file-size bound, from the header alone."""
     if fmt == "png":
-        return _decode_png(data, max_pixels)
+        info = _png_header(head)
+        width, height, raw = info.width, info.height, info.raw_bytes
+    elif fmt == "webp":
+        width, height = _webp_size(head)
+        raw = width * height * 4
+    elif fmt == "bmp":
+        width, height, raw = _bmp_header(head)
+    elif fmt == "jpeg":
+        width, height, raw = _jpeg_header(file, size)
+    else:
+        width, height, raw = _tiff_header(file, size)
+    _check_size(width, height, max_pixels)
+    limit = FILE_BYTES_PER_RAW_BYTE * raw + FILE_METADATA_ALLOWANCE
+    if size > limit:
+        raise _Bad(
+            f"file of {size / 2**20:,.0f} MiB is far larger than a {width}x{height} "
+            f"{fmt.upper()} needs (at most {limit / 2**20:,.0f} MiB); not read"
+        )
+
+
+def _bmp_header(head: bytes) -> tuple[int, int, int]:
+    if len(head) < 30:
+        raise _Bad("truncated BMP (the file ends inside the header)")
+    (header_size,) = struct.unpack_from("<I", head, 14)
+    if header_size == 12:  # OS/2 1.x
+        width, height, _, bits = struct.unpack_from("<HHHH", head, 18)
+    elif header_size in (40, 52, 56, 64, 108, 124):
+        width, height, _, bits = struct.unpack_from("<iiHH", head, 18)
+    else:
+        raise _Bad(f"corrupt BMP (unsupported header type {header_size})")
+    height = abs(height)  # negative: rows stored top-down
+    return width, height, (max(width, 0) * max(bits, 1) + 7) // 8 * height
+
+
+def _jpeg_header(file: BinaryIO, size: int) -> tuple[int, int, int]:
+    """(width, height, raw bytes) from the frame header, walking the segments before it with
+    seeks: profiles, EXIF and XMP ahead of it can run to megabytes."""
+    pos = 2
+    for _ in range(_JPEG_MAX_SEGMENTS):
+        file.seek(pos)
+        marker = file.read(4)
+        if len(marker) < 2:
+            break
+        if marker[0] != 0xFF:  # junk between segments: skip to the next 0xFF, as decoders do
+            skipped = _skip_to_ff(file, pos)
+            if skipped is None:
+                raise _Bad("corrupt JPEG (no frame header found)")
+            pos = skipped
+            continue
+        kind = marker[1]
+        if kind == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if kind in (0x00, 0x01, 0xD8) or 0xD0 <= kind <= 0xD7:  # no length field
+            pos += 2
+            continue
+        if kind in (0xD9, 0xDA):
+            raise _Bad("corrupt JPEG (the scan starts before a frame header)")
+        if len(marker) < 4:
+            break
+        (length,) = struct.unpack_from(">H", marker, 2)
+        if length < 2:
+            raise _Bad(f"corrupt JPEG (segment of length {length})")
+        if kind in _JPEG_FRAME_MARKERS:
+            frame = file.read(6)
+            if len(frame) < 6:
+                break
+            precision, height, width, components = struct.unpack(">BHHB", frame)
+            return width, height, width * height * max(components, 1) * (2 if precision > 8 else 1)
+        pos += 2 + length
+        if pos >= size:
+            break
+    else:
+        raise _Bad("corrupt JPEG (no frame header in the first 65536 segments)")
+    raise _Bad("truncated JPEG (the file ends before the frame header)")
+
+
+def _skip_to_ff(file: BinaryIO, pos: int) -> int | None:
+    """The next 0xFF byte within :data:`_JPEG_MAX_JUNK` bytes, read 4 KiB at a time."""
+    limit = pos + _JPEG_MAX_JUNK
+    while pos < limit:
+        file.seek(pos)
+        window = file.read(4096)
+        if not window:
+            return None
+        found = window.find(b"\xff")
+        if found >= 0:
+            return pos + found
+        pos += len(window)
+    return None
+
+
+def _decode(data: bytes, fmt: str, max_pixels: int | None, name: str = "") -> Picture:
+    if fmt == "png":
+        return _decode_png(data, max_pixels, name)
     if fmt == "webp":
         width, height = _webp_size(data)
         _check_size(width, height, max_pixels)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from typing import BinaryIO
 
 from PIL import Image
 from PIL.TiffImagePlugin import TiffImageFile
@@ -18,6 +19,7 @@ from PIL.TiffImagePlugin import TiffImageFile
 from srtool.imageio.decode import _Bad, _cv2_decode16, _from_pillow, _pillow_bomb_warning_off
 from srtool.imageio.exif import _ORIENTATION_TAG, _orient
 from srtool.imageio.picture import Picture
+from srtool.imageio.quiet import _quiet_stderr
 
 log = logging.getLogger("srtool")
 
@@ -25,6 +27,64 @@ _TIFF_KEPT_IFD0_TAGS = (270, 271, 272, 305, 306, 315, 316, 33432)  # description
 
 
 # --------------------------------------------------------------------------- reading
+
+_TIFF_MAX_ENTRIES = 4096  # tags in one directory; real files have a few dozen
+
+
+def _tiff_header(file: BinaryIO, size: int) -> tuple[int, int, int]:
+    """(width, height, bytes of uncompressed samples) from the first directory, read with a few
+    small seeks (the directory may sit anywhere in the file, often at its end) before the file
+    is read."""
+
+    def read(offset: int, count: int) -> bytes:
+        if offset < 0 or offset + count > size:
+            raise _Bad("truncated TIFF (a directory lies beyond the end of the file)")
+        file.seek(offset)
+        chunk = file.read(count)
+        if len(chunk) != count:
+            raise _Bad("truncated TIFF (the file ends inside a directory)")
+        return chunk
+
+    head = read(0, 16) if size >= 16 else read(0, 8)
+    order = "<" if head[:2] == b"II" else ">"
+    big = head[2:4] in (b"+\x00", b"\x00+")
+    if big:
+        if len(head) < 16:
+            raise _Bad("truncated TIFF (the file ends inside the header)")
+        (first,) = struct.unpack_from(order + "Q", head, 8)
+        (count,) = struct.unpack(order + "Q", read(first, 8))
+        entry_size, value_size, start = 20, 8, first + 8
+    else:
+        (first,) = struct.unpack_from(order + "I", head, 4)
+        (count,) = struct.unpack(order + "H", read(first, 2))
+        entry_size, value_size, start = 12, 4, first + 2
+    if count > _TIFF_MAX_ENTRIES:
+        raise _Bad(f"corrupt TIFF ({count} tags in the first directory)")
+    entries = read(start, count * entry_size)
+    unit = {1: "B", 3: "H", 4: "I", 16: "Q"}
+    tags: dict[int, int] = {}
+    for index in range(count):
+        at = index * entry_size
+        tag, kind = struct.unpack_from(order + "HH", entries, at)
+        if tag not in (256, 257, 258, 277) or kind not in unit:
+            continue
+        number = struct.unpack_from(order + ("Q" if big else "I"), entries, at + 4)[0]
+        item = struct.calcsize(unit[kind])
+        if number < 1:
+            continue
+        if number * item <= value_size:
+            value = entries[at + entry_size - value_size : at + entry_size - value_size + item]
+        else:  # stored elsewhere (e.g. BitsPerSample of RGB): the first value is enough
+            (offset,) = struct.unpack_from(
+                order + ("Q" if big else "I"), entries, at + entry_size - value_size
+            )
+            value = read(offset, item)
+        tags[tag] = struct.unpack(order + unit[kind], value)[0]
+    if 256 not in tags or 257 not in tags:
+        raise _Bad("corrupt TIFF (no image size in the first directory)")
+    width, height = tags[256], tags[257]
+    bits_per_pixel = max(1, tags.get(277, 1)) * max(1, tags.get(258, 1))
+    return width, height, (width * bits_per_pixel + 7) // 8 * height
 
 
 def _decode_tiff(data: bytes, image: TiffImageFile) -> Picture:
@@ -49,8 +109,8 @@ def _decode_tiff(data: bytes, image: TiffImageFile) -> Picture:
         pixels, alpha = _cv2_decode16(data, grey=False)
         pixels, alpha = _orient(pixels, alpha, orientation)
         return Picture(pixels, alpha, 16, "tiff", icc, exif)
-    with _pillow_bomb_warning_off(image.width, image.height):
-        image.load()
+    with _pillow_bomb_warning_off(image.width, image.height), _quiet_stderr():
+        image.load()  # libtiff prints its complaints about a broken file on stderr
     if _ORIENTATION_TAG not in image.tag_v2:  # recent Pillow applies it while loading a TIFF
         orientation = 1
     return _from_pillow(image, fmt="tiff", bits=bits, icc=icc, exif=exif, orientation=orientation)
