@@ -385,24 +385,13 @@ def _long_names(folder: Path) -> list[str]:
     return names
 
 
-PENDING = "pipeline fix pending merge"
-
-
 @pytest.mark.parametrize(
     "case",
     [
         pytest.param(_fifo, id="fifo"),
-        pytest.param(
-            _symlink_loop, id="symlink-loop", marks=pytest.mark.xfail(strict=False, reason=PENDING)
-        ),
-        pytest.param(
-            _unreadable_folder,
-            id="unreadable-folder",
-            marks=pytest.mark.xfail(strict=False, reason=PENDING),
-        ),
-        pytest.param(
-            _long_names, id="long-names", marks=pytest.mark.xfail(strict=False, reason=PENDING)
-        ),
+        pytest.param(_symlink_loop, id="symlink-loop"),
+        pytest.param(_unreadable_folder, id="unreadable-folder"),
+        pytest.param(_long_names, id="long-names"),
     ],
 )
 def test_batch_level_case(tmp_path: Path, tiny_model_x4: Path, case) -> None:

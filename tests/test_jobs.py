@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from srtool.errors import UsageError
-from srtool.infer.jobs import collect_jobs
+from srtool.infer.jobs import collect_jobs, input_problem
 
 
 def touch(path: Path) -> Path:
@@ -102,3 +103,49 @@ def test_single_file_to_file_or_folder(tree: Path, tmp_path: Path) -> None:
         collect_jobs(tree / "missing.png", tmp_path / "o")
     with pytest.raises(UsageError, match="not a supported image"):
         collect_jobs(tree / "notes.txt", tmp_path / "o")
+
+
+def test_symlink_loop_is_one_failed_entry_not_the_end_of_the_batch(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    touch(root / "c.png")
+    (root / "a.png").symlink_to("b.png")
+    (root / "b.png").symlink_to("a.png")
+    (root / "gone.png").symlink_to("nowhere.png")  # dangling: reported when read, as before
+    jobs = collect_jobs(root, tmp_path / "out")
+    assert [(j.name, j.conflict) for j in jobs] == [
+        ("a.png", "symlink loop"),
+        ("b.png", "symlink loop"),
+        ("c.png", None),
+        ("gone.png", None),
+    ]
+
+
+def test_only_regular_files_are_inputs(tmp_path: Path) -> None:
+    """A FIFO or a device named like an image would block the reader or never end."""
+    root = tmp_path / "in"
+    touch(root / "real.png")
+    os.mkfifo(root / "pipe.png")
+    (root / "zero.png").symlink_to("/dev/zero")
+    jobs = {j.name: j.conflict for j in collect_jobs(root, tmp_path / "out")}
+    assert jobs == {
+        "pipe.png": "not a regular file (a FIFO)",
+        "real.png": None,
+        "zero.png": "not a regular file (a character device)",
+    }
+    assert input_problem(root / "real.png") is None
+    with pytest.raises(UsageError, match="not a regular file"):
+        collect_jobs(root / "pipe.png", tmp_path / "out")
+
+
+@pytest.mark.parametrize("suffix", ["/../../escape", "/x", "..", "_a\\b", "_x\0"])
+def test_suffix_is_a_name_fragment(tree: Path, tmp_path: Path, suffix: str) -> None:
+    with pytest.raises(UsageError, match="--suffix"):
+        collect_jobs(tree, tmp_path / "out", suffix=suffix)
+    with pytest.raises(UsageError, match="--suffix"):
+        collect_jobs(tree / "a.png", tmp_path / "out", suffix=suffix)
+
+
+def test_every_target_is_inside_output(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for job in collect_jobs(tree, out, suffix="_x4.v2"):
+        assert os.path.commonpath([out, job.target]) == str(out)

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
+import signal
+import sys
+import threading
+import warnings
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -68,18 +73,91 @@ def parse_tile(value: str) -> int | None:
     return tile
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of a non-UTF-8 file name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str) -> str:
+    """``text`` on one line: control characters (a newline in a file name, terminal escape codes)
+    and undecodable bytes of file names written as Python-style escapes."""
+    return _UNPRINTABLE.sub(_escape_char, text)
+
+
+class _PlainLogHandler(logging.StreamHandler):
+    """One line per message on whatever ``sys.stderr`` is now (a pipe or a log file)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 def setup_logging(verbose: bool, quiet: bool = False) -> None:
-    """Route the library's ``srtool`` logger to stderr through Rich."""
+    """Route the library's ``srtool`` logger to stderr: through Rich on a terminal, as plain
+    single lines (never wrapped at the console width) in a pipe or a log file."""
     from rich.logging import RichHandler
 
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
     logger = logging.getLogger("srtool")
     logger.handlers.clear()
-    handler = RichHandler(console=err_console, show_time=False, show_path=verbose)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler: logging.Handler
+    if err_console.is_terminal:
+        handler = RichHandler(console=err_console, show_time=False, show_path=verbose)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = _PlainLogHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+
+
+@contextlib.contextmanager
+def warnings_to_log() -> Iterator[None]:
+    """Python warnings raised inside the block (numpy, Pillow, onnxruntime's Python side: in any
+    thread) go to the ``srtool`` logger at debug level, shown with ``--verbose``, instead of
+    stderr."""
+    logger = logging.getLogger("srtool")
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        logger.debug("%s: %s (%s:%d)", category.__name__, message, filename, lineno)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block SIGTERM stops the command exactly as Ctrl-C does (a KeyboardInterrupt in
+    the main thread: clean stop, summary, exit 130). Installed only from the main thread
+    (Python's rule); the previous handler is restored on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -87,6 +165,7 @@ def cli_errors(verbose: bool) -> Iterator[None]:
     """Turn library exceptions into one red line and the error's exit code.
 
     With ``verbose`` the traceback is printed too. Unexpected exceptions exit 1; Ctrl-C exits 130.
+    The line is never wrapped and control characters in it are escaped (``printable``).
     """
     try:
         yield
@@ -95,7 +174,9 @@ def cli_errors(verbose: bool) -> Iterator[None]:
     except SrtoolError as exc:
         if verbose:
             err_console.print_exception()
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        err_console.print(
+            f"[bold red]error:[/] {escape(printable(str(exc)))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
@@ -104,8 +185,9 @@ def cli_errors(verbose: bool) -> Iterator[None]:
         if verbose:
             err_console.print_exception()
         err_console.print(
-            f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}"
+            f"[bold red]error:[/] {type(exc).__name__}: {escape(printable(str(exc)))}"
             + ("" if verbose else " (run with --verbose for the traceback)"),
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(1) from None

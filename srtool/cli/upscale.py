@@ -14,7 +14,10 @@ from srtool.cli._app import (
     cli_errors,
     err_console,
     parse_tile,
+    printable,
     setup_logging,
+    sigterm_as_interrupt,
+    warnings_to_log,
 )
 from srtool.infer import DEFAULT_OVERLAP
 
@@ -44,8 +47,8 @@ def upscale(
         float | None,
         typer.Option(
             "--outscale",
-            help="Final size factor (e.g. 1.5, or 8 with a x4 model = two passes); "
-            "a high-quality resize follows the network.",
+            help="Final size factor, above 0 and at most 16 (e.g. 1.5, or 8 with a x4 model = "
+            "two passes); a high-quality resize follows the network.",
         ),
     ] = None,
     tile: Annotated[
@@ -86,7 +89,10 @@ def upscale(
         int | None,
         typer.Option(min=1, max=100, help="JPEG/WebP quality (default 95; WebP 100 = lossless)."),
     ] = None,
-    suffix: Annotated[str, typer.Option(help="Appended to output file names, e.g. _x4.")] = "",
+    suffix: Annotated[
+        str,
+        typer.Option(help="Appended to output file names, e.g. _x4 (no '/', '\\' or '..')."),
+    ] = "",
     alpha: Annotated[
         str, typer.Option(help="Alpha channel: resize (bicubic) or model (through the network).")
     ] = "resize",
@@ -113,21 +119,29 @@ def upscale(
         ),
     ] = 100_000_000,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads for inference (default: all cores).")
+        int | None,
+        typer.Option(min=1, max=1024, help="CPU threads for inference (default: all cores)."),
     ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Upscale an image or a whole folder (recursively), tiled and seam-free."""
     setup_logging(verbose, quiet)
-    with cli_errors(verbose):
+    with cli_errors(verbose), sigterm_as_interrupt(), warnings_to_log():
         from srtool.cli.upscale_view import make_observer, render_summary
         from srtool.errors import UsageError
         from srtool.infer import plan_upscale
         from srtool.infer.jobs import collect_jobs
-        from srtool.infer.pipeline import BatchOptions, run_batch
+        from srtool.infer.picture import check_outscale
+        from srtool.infer.pipeline import (
+            BatchInterrupted,
+            BatchOptions,
+            check_output_writable,
+            run_batch,
+        )
 
         tile_size = parse_tile(tile)
+        check_outscale(outscale)
         jobs = collect_jobs(
             input,
             output,
@@ -139,6 +153,7 @@ def upscale(
         )
         if not jobs:
             raise UsageError(f"no supported images found in {input}")
+        check_output_writable(jobs, skip_existing=skip_existing)  # before the model loads
         plan = plan_upscale(
             model,
             scale=scale,
@@ -161,9 +176,16 @@ def upscale(
         )
         if not quiet:
             for notice in plan.notices:
-                err_console.print(f"[yellow]note:[/] {notice}", highlight=False)
-        with make_observer(plan.upscaler, quiet=quiet) as observer:
-            summary = run_batch(jobs, plan.upscaler, options, observer)
+                err_console.print(
+                    f"[yellow]note:[/] {printable(notice)}", highlight=False, soft_wrap=True
+                )
+        try:
+            with make_observer(plan.upscaler, quiet=quiet) as observer:
+                summary = run_batch(jobs, plan.upscaler, options, observer)
+        except BatchInterrupted as stopped:  # Ctrl-C or SIGTERM: what was done, then exit 130
+            err_console.print("[bold red]interrupted[/]")
+            render_summary(stopped.summary, quiet=quiet)
+            raise typer.Exit(130) from None
         render_summary(summary, quiet=quiet)
         if summary.failed:
             raise typer.Exit(1)

@@ -1,5 +1,5 @@
 """How `srtool upscale` shows a batch as it runs: Rich progress on a terminal, one line per file
-otherwise."""
+otherwise (never wrapped at the console width; control characters in names escaped)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from srtool.cli._app import console, err_console
+from srtool.cli._app import console, err_console, printable
 from srtool.infer.jobs import Job
 from srtool.infer.pipeline import BatchSummary, FileResult
 from srtool.infer.upscaler import Upscaler
@@ -26,8 +26,13 @@ from srtool.infer.upscaler import Upscaler
 __all__ = ["make_observer", "render_summary"]
 
 
+def _text(value: object) -> str:
+    """A name or message as Rich markup on one line."""
+    return escape(printable(str(value)))
+
+
 def _failure_line(result: FileResult) -> str:
-    return f"[bold red]failed[/] {escape(result.job.name)}: {escape(result.reason)}"
+    return f"[bold red]failed[/] {_text(result.job.name)}: {_text(result.reason)}"
 
 
 class PlainObserver:
@@ -50,19 +55,21 @@ class PlainObserver:
     def file_finished(self, result: FileResult) -> None:
         self.count += 1
         if result.status == "failed":
-            err_console.print(_failure_line(result), highlight=False)
+            err_console.print(_failure_line(result), highlight=False, soft_wrap=True)
         elif not self.quiet:
             where = f"[{self.count}/{self.total}]"
             if result.status == "done":
                 console.print(
-                    f"{where} done {escape(result.job.name)} -> {escape(str(result.job.target))} "
+                    f"{where} done {_text(result.job.name)} -> {_text(result.job.target)} "
                     f"({result.output_megapixels:.2f} MPix, {result.seconds:.2f} s)",
                     highlight=False,
+                    soft_wrap=True,
                 )
             else:
                 console.print(
-                    f"{where} skipped {escape(result.job.name)} ({escape(result.reason)})",
+                    f"{where} skipped {_text(result.job.name)} ({_text(result.reason)})",
                     highlight=False,
+                    soft_wrap=True,
                 )
 
 
@@ -102,7 +109,7 @@ class RichObserver:
         assert self.tiles is not None
         self.progress.update(
             self.tiles,
-            description=escape(_shorten(job.name)),
+            description=_text(_shorten(job.name)),
             completed=0,
             total=1,
             visible=True,
@@ -136,14 +143,17 @@ def make_observer(upscaler: Upscaler, *, quiet: bool) -> Iterator[PlainObserver 
 
 
 def render_summary(summary: BatchSummary, *, quiet: bool) -> None:
-    """The closing line: counts, time, throughput (failures were reported as they happened)."""
+    """The closing line: counts, time, throughput (failures were reported as they happened);
+    after an interruption, how many files were never reached."""
     failed = summary.failed
     if not quiet:
+        untouched = f", {summary.not_processed} not processed" if summary.interrupted else ""
         console.print(
             f"[bold]{summary.done} done[/], {summary.skipped} skipped, "
-            f"[{'bold red' if failed else 'bold'}]{len(failed)} failed[/] "
+            f"[{'bold red' if failed else 'bold'}]{len(failed)} failed[/]{untouched} "
             f"in {summary.seconds:.1f} s "
             f"({summary.output_megapixels:.1f} output MPix, "
             f"{summary.megapixels_per_second:.2f} MPix/s)",
             highlight=False,
+            soft_wrap=True,
         )

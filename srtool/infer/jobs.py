@@ -2,20 +2,24 @@
 
 A folder is walked recursively (optionally not), hidden and system files are ignored, and the
 output tree mirrors the input tree. An output folder inside the input folder is never walked, and
-no output path may be an input file.
+no output path may be an input file. Only regular files (after following links) are inputs; a
+FIFO, a device, a symlink loop or a sub-folder that cannot be read becomes a job that is reported
+as failed, so nothing is left out silently and nothing blocks the batch.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from srtool.errors import UsageError
 from srtool.imageio import SUPPORTED_SUFFIXES, format_for_path, suffix_for_format
 
-__all__ = ["Job", "collect_jobs", "IGNORED_NAMES", "OUTPUT_FORMATS"]
+__all__ = ["Job", "collect_jobs", "input_problem", "IGNORED_NAMES", "OUTPUT_FORMATS"]
 
 IGNORED_NAMES = frozenset(
     {"thumbs.db", "ehthumbs.db", "desktop.ini", ".ds_store", "__macosx", "@eadir", "$recycle.bin"}
@@ -25,7 +29,8 @@ OUTPUT_FORMATS = ("keep", "png", "jpg", "webp", "tiff")
 
 @dataclass(frozen=True)
 class Job:
-    """One input file and the output file it becomes."""
+    """One input file and the output file it becomes (or, with a ``conflict``, an entry of the
+    input that is reported as failed: a clash of outputs, a FIFO, an unreadable folder...)."""
 
     source: Path
     target: Path
@@ -49,19 +54,80 @@ def _output_name(source: Path, fmt: str, suffix: str) -> str:
     return f"{source.stem}{suffix}{ext}"
 
 
-def _walk(root: Path, recursive: bool, skip_dir: Path | None) -> list[Path]:
-    found: list[Path] = []
-    for folder, dirs, files in os.walk(root, followlinks=False):
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``, or its absolute form where a symlink loop stops the resolution."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13 on a symlink loop
+        return Path(os.path.abspath(path))
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def input_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be an input image file, or None for a regular file (links followed).
+
+    A missing file is None too: reading it reports that. A FIFO or a device is refused before
+    anything opens it (reading one can block forever or never end).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop"
+        return f"cannot read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((what for test, what in _FILE_KINDS if test(mode)), "a special file")
+    return f"not a regular file ({kind})"
+
+
+def _walk(root: Path, recursive: bool, skip_dir: Path | None) -> list[tuple[Path, OSError | None]]:
+    """Files under ``root`` in walk order, and (folder, error) for each folder that could not be
+    read, in the place where its files would have been."""
+    found: list[tuple[Path, OSError | None]] = []
+
+    def unreadable(exc: OSError) -> None:
+        found.append((Path(exc.filename) if exc.filename else root, exc))
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=False):
         here = Path(folder)
         dirs[:] = sorted(
             d
             for d in dirs
             if recursive
             and not _ignored(d)
-            and (skip_dir is None or (here / d).resolve() != skip_dir)
+            and (skip_dir is None or _resolved(here / d) != skip_dir)
         )
-        found.extend(here / f for f in sorted(files) if not _ignored(f))
+        found.extend((here / f, None) for f in sorted(files) if not _ignored(f))
     return found
+
+
+def _check_suffix(suffix: str) -> None:
+    """``--suffix`` is a fragment of a file name: it must not lead anywhere else."""
+    if "/" in suffix or "\\" in suffix or "\0" in suffix or ".." in suffix:
+        raise UsageError(
+            f"--suffix {suffix!r}: must be part of a file name "
+            "(no '/', '\\', '..' or NUL characters)"
+        )
+
+
+def _check_inside(jobs: list[Job], output: Path) -> None:
+    """Every output path lies inside OUTPUT (checked on the paths as written, before links)."""
+    root = os.path.normpath(os.path.abspath(output))
+    for job in jobs:
+        target = os.path.normpath(os.path.abspath(job.target))
+        if os.path.commonpath([root, target]) != root:
+            raise UsageError(f"{job.name}: its output {job.target} would be outside {output}")
 
 
 def _matches(path: Path, relative: str, pattern: str | None, extensions: set[str]) -> bool:
@@ -86,11 +152,14 @@ def collect_jobs(
 
     ``source`` is a file or a folder. For a file, ``output`` is the output file when it has an
     image suffix and is not an existing folder, else the folder to write into. Jobs whose output
-    would collide with another job's get a ``conflict`` reason and are reported, not run.
-    Raises ``UsageError`` for a missing input or when outputs would overwrite inputs.
+    would collide with another job's, entries that are not regular files (FIFOs, devices, symlink
+    loops) and sub-folders that cannot be read get a ``conflict`` reason and are reported, not run.
+    Raises ``UsageError`` for a missing input, a ``suffix`` that is more than a name fragment, or
+    when outputs would overwrite inputs.
     """
     if fmt not in OUTPUT_FORMATS:
         raise UsageError(f"unknown --format '{fmt}' (choose from {', '.join(OUTPUT_FORMATS)})")
+    _check_suffix(suffix)
     if not source.exists():
         raise UsageError(f"input not found: {source}")
     allowed = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions or ()}
@@ -102,6 +171,8 @@ def collect_jobs(
             f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
         )
 
+    if not source.is_dir() and not source.is_file():
+        raise UsageError(f"{source}: {input_problem(source) or 'not a file or a folder'}")
     if source.is_file():
         if source.suffix.lower() not in SUPPORTED_SUFFIXES:
             raise UsageError(f"{source.name}: not a supported image type")
@@ -111,20 +182,28 @@ def collect_jobs(
         else:
             name = _output_name(source, fmt, suffix)
             jobs = [Job(source, output / name, source.name, _output_format(source, fmt))]
+            _check_inside(jobs, output)
     else:
-        out_resolved = output.resolve()
-        inside = out_resolved != source.resolve() and out_resolved.is_relative_to(source.resolve())
-        files = _walk(source, recursive, out_resolved if inside else None)
+        out_resolved = _resolved(output)
+        source_resolved = _resolved(source)
+        inside = out_resolved != source_resolved and out_resolved.is_relative_to(source_resolved)
         jobs = []
-        for path in files:
+        for path, error in _walk(source, recursive, out_resolved if inside else None):
             relative = path.relative_to(source).as_posix()
+            if error is not None:
+                if path == source:
+                    raise UsageError(f"cannot read folder {source}: {error.strerror or error}")
+                reason = f"cannot read this folder ({error.strerror or error}): not upscaled"
+                jobs.append(Job(path, output / relative, f"{relative}/", "", conflict=reason))
+                continue
             if not _matches(path, relative, pattern, allowed):
                 continue
             target = output / path.relative_to(source).parent / _output_name(path, fmt, suffix)
-            jobs.append(Job(path, target, relative, _output_format(path, fmt)))
+            jobs.append(Job(path, target, relative, _output_format(path, fmt), input_problem(path)))
+        _check_inside(jobs, output)
 
-    inputs = {job.source.resolve() for job in jobs}
-    clobbered = [job for job in jobs if job.target.resolve() in inputs]
+    inputs = {_resolved(job.source) for job in jobs if not job.conflict}
+    clobbered = [job for job in jobs if not job.conflict and _resolved(job.target) in inputs]
     if clobbered:
         raise UsageError(
             f"the output would overwrite input files (e.g. {clobbered[0].target}); "
@@ -137,7 +216,10 @@ def _mark_collisions(jobs: list[Job]) -> list[Job]:
     seen: dict[Path, str] = {}
     planned: list[Job] = []
     for job in jobs:
-        key = job.target.resolve()
+        if job.conflict:  # reported as failed, writes nothing
+            planned.append(job)
+            continue
+        key = _resolved(job.target)
         if key in seen:
             reason = f"same output file as {seen[key]}: {job.target.name}"
             planned.append(Job(job.source, job.target, job.name, job.format, conflict=reason))

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,11 @@ __all__ = [
 log = logging.getLogger("srtool")
 
 _PROBE_SIZE = 16
+MAX_SCALE = 16
+MAX_MULTIPLE_OF = 64
+MAX_FEATURES = 4096
+MAX_ACTIVATION = 1e9  # peak activation values per input pixel
+MAX_VALUE = 65535.0  # the widest value range: 16-bit samples
 _OOM_MARKERS = ("out of memory", "failed to allocate", "cudaerrormemoryallocation", "bad_alloc")
 
 
@@ -52,18 +59,86 @@ class ModelInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+def _quiet_logs(ort: Any) -> int:
+    """onnxruntime writes its own log lines (with raw colour codes) straight to stderr; every
+    failure srtool cares about also comes back as an exception, reported in one line. Show only
+    fatal ones, or errors too when srtool logs at debug level (``--verbose``). Returns the
+    severity for a session's options and sets it for onnxruntime's default logger."""
+    severity = 3 if log.isEnabledFor(logging.DEBUG) else 4
+    try:
+        ort.set_default_logger_severity(severity)
+    except Exception as exc:  # noqa: BLE001 - an older onnxruntime: keep its default
+        log.debug("onnxruntime.set_default_logger_severity failed: %s", exc)
+    return severity
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The ``metadata_props`` of an ONNX file, read through onnxruntime (no onnx package needed)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = _quiet_logs(ort)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
         raise ModelError(f"cannot load ONNX model {path}: {first_line(exc)}") from exc
     return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def _int_meta(
+    path: Path, meta: dict[str, str], key: str, default: int | None, low: int, high: int
+) -> int | None:
+    """An integer metadata value in [low, high], or ``default`` when the key is absent."""
+    if key not in meta:
+        return default
+    text = meta[key]
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ModelError(
+            f"{path.name}: bad metadata {key}={text[:40]!r} (an integer from {low} to {high})"
+        )
+    return value
+
+
+def _float_meta(path: Path, meta: dict[str, str], key: str, high: float) -> float | None:
+    """A finite positive metadata number up to ``high``, or None when the key is absent."""
+    if key not in meta:
+        return None
+    text = meta[key]
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= high):
+        raise ModelError(
+            f"{path.name}: bad metadata {key}={text[:40]!r} (a positive number up to {high:g})"
+        )
+    return value
+
+
+_RANGE = re.compile(r"\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*-\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*")
+
+
+def _value_range(path: Path, meta: dict[str, str]) -> tuple[float, float]:
+    """``srtool.value_range``: "LOW-HIGH" (default "0-1"), finite, HIGH - LOW at least 1, both
+    within +-65535 (e.g. "0-1", "0-255", "-1-1")."""
+    key = "srtool.value_range"
+    text = meta.get(key, "0-1")
+    match = _RANGE.fullmatch(text)
+    try:
+        low, high = (float(match.group(1)), float(match.group(2))) if match else (0.0, 0.0)
+    except ValueError:
+        low = high = 0.0
+    if not (-MAX_VALUE <= low and low + 1 <= high <= MAX_VALUE):
+        raise ModelError(
+            f"{path.name}: bad metadata {key}={text[:40]!r} "
+            "(LOW-HIGH with HIGH - LOW >= 1, e.g. 0-1 or 0-255)"
+        )
+    return low, high
 
 
 def cpu_thread_count() -> int:
@@ -134,7 +209,7 @@ class OnnxModel:
         providers = self._providers(ort, kind, index)
 
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = _quiet_logs(ort)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or cpu_thread_count()
         options.inter_op_num_threads = 1
@@ -190,38 +265,34 @@ class OnnxModel:
 
     # -- metadata --------------------------------------------------------------------------
     def _read_info(self, name: str) -> ModelInfo:
+        """The model's ``srtool.*`` metadata, each value checked and bounded: a model file is
+        input like any other, and an absurd scale or padding rule would cost gigabytes per image.
+        """
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         shape = self._input.shape
         channels = shape[1] if len(shape) == 4 and isinstance(shape[1], int) else None
-        try:
-            in_channels = int(meta.get("srtool.in_channels", channels or 3))
-            multiple_of = int(meta.get("srtool.multiple_of", 1))
-            features = int(meta["srtool.features"]) if "srtool.features" in meta else None
-            peak_key = "srtool.peak_activation_per_input_pixel"
-            activation = float(meta[peak_key]) if peak_key in meta else None
-            low, _, high = meta.get("srtool.value_range", "0-1").partition("-")
-            value_range = (float(low), float(high))
-        except ValueError as exc:
-            raise ModelError(f"{self.path.name}: malformed srtool metadata ({exc})") from exc
+        in_channels = _int_meta(self.path, meta, "srtool.in_channels", channels or 3, 1, 3)
         if in_channels not in (1, 3):
-            raise ModelError(f"{self.path.name}: {in_channels}-channel input is not supported")
+            where = " (srtool.in_channels)" if "srtool.in_channels" in meta else ""
+            raise ModelError(
+                f"{self.path.name}: {in_channels}-channel input is not supported{where}"
+            )
+        multiple_of = _int_meta(self.path, meta, "srtool.multiple_of", 1, 1, MAX_MULTIPLE_OF)
+        features = _int_meta(self.path, meta, "srtool.features", None, 1, MAX_FEATURES)
+        activation = _float_meta(
+            self.path, meta, "srtool.peak_activation_per_input_pixel", MAX_ACTIVATION
+        )
+        value_range = _value_range(self.path, meta)
         if "srtool.scale" in meta:
-            try:
-                scale = int(meta["srtool.scale"])
-            except ValueError as exc:
-                raise ModelError(
-                    f"{self.path.name}: bad srtool.scale {meta['srtool.scale']!r}"
-                ) from exc
+            scale = _int_meta(self.path, meta, "srtool.scale", 1, 1, MAX_SCALE)
         else:
             scale = self._probe_scale(in_channels, multiple_of)
-        if scale < 1:
-            raise ModelError(f"{self.path.name}: scale must be >= 1, got {scale}")
         return ModelInfo(
             name=name,
             path=self.path,
             scale=scale,
             in_channels=in_channels,
-            multiple_of=max(multiple_of, 1),
+            multiple_of=multiple_of,
             arch=meta.get("srtool.arch", "unknown"),
             value_range=value_range,
             features=features,
@@ -230,10 +301,28 @@ class OnnxModel:
         )
 
     def _probe_scale(self, channels: int, multiple_of: int) -> int:
-        """Infer the scale of a model without srtool metadata from one tiny run."""
-        size = max(_PROBE_SIZE, multiple_of) // max(multiple_of, 1) * max(multiple_of, 1)
-        probe = np.full((1, channels, size, size), 0.5, dtype=np.float32)
-        out = self._run_raw(probe)
+        """Infer the scale of a model without srtool metadata from one tiny run.
+
+        The probe starts at the smallest input the model allows (``multiple_of`` pixels square)
+        and doubles only while the model refuses the size (reflection padding needs a few
+        pixels), so even an absurd x1000 model costs megabytes, not gigabytes; scales above
+        ``MAX_SCALE`` are refused.
+        """
+        size = multiple_of
+        while True:
+            probe = np.full((1, channels, size, size), 0.5, dtype=np.float32)
+            try:
+                out = self._run_raw(probe)
+                break
+            except OutOfMemoryError as exc:
+                raise ModelError(
+                    f"{self.path.name}: cannot infer the scale: a {size}x{size} input ran out of "
+                    f"memory ({exc}); not a usable upscaling model"
+                ) from exc
+            except ModelError:
+                if size * 2 > max(_PROBE_SIZE, multiple_of):
+                    raise
+                size *= 2
         if out.ndim != 4 or out.shape[2] % size or out.shape[3] % size:
             raise ModelError(
                 f"{self.path.name}: cannot infer the scale: a {size}x{size} input gave "
@@ -241,7 +330,12 @@ class OnnxModel:
             )
         if out.shape[2] != out.shape[3]:
             raise ModelError(f"{self.path.name}: output is not a uniform upscale of the input")
-        return out.shape[2] // size
+        scale = out.shape[2] // size
+        if not 1 <= scale <= MAX_SCALE:
+            raise ModelError(
+                f"{self.path.name}: the model upscales x{scale}; srtool runs x1 to x{MAX_SCALE}"
+            )
+        return scale
 
     # -- running ---------------------------------------------------------------------------
     def _run_raw(self, batch: np.ndarray) -> np.ndarray:

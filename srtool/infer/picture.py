@@ -34,6 +34,7 @@ __all__ = [
     "UpscaleFn",
     "back_project",
     "check_alpha_mode",
+    "check_outscale",
     "describe",
     "enhance",
     "network_pass",
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 ALPHA_MODES = ("resize", "model")
+MAX_OUTSCALE = 16
+"""The largest ``--outscale``: x16 of a 100-megapixel input is already 25.6 gigapixels."""
 
 UpscaleFn = Callable[[np.ndarray], np.ndarray]
 
@@ -140,8 +143,7 @@ def passes_for(model_scale: int, outscale: float | None) -> int:
     """How many network passes reach ``outscale`` (then a resize trims to the exact size)."""
     if outscale is None:
         return 1
-    if outscale <= 0:
-        raise UsageError("--outscale must be positive")
+    check_outscale(outscale)
     if model_scale <= 1 or outscale <= model_scale:
         return 1
     return math.ceil(math.log(outscale) / math.log(model_scale) - 1e-9)
@@ -211,6 +213,16 @@ def network_pass(
     if image.dtype.kind == "f":
         return result
     return from_float(result, 16 if image.dtype == np.uint16 else 8)
+
+
+def check_outscale(outscale: float | None) -> None:
+    """``--outscale``: None (the model's scale) or a finite factor in (0, MAX_OUTSCALE]."""
+    if outscale is None:
+        return
+    if not (math.isfinite(outscale) and 0 < outscale <= MAX_OUTSCALE):
+        raise UsageError(
+            f"--outscale must be a number above 0 and at most {MAX_OUTSCALE}, got {outscale:g}"
+        )
 
 
 def check_alpha_mode(alpha_mode: str) -> None:

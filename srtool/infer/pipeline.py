@@ -2,33 +2,55 @@
 
 Three stages overlap: a reader thread decodes the next images, the calling thread runs the
 network, and a writer thread encodes and atomically writes finished images. Bounded queues keep
-memory flat however many files there are. A file that fails (corrupt, unreadable, unwritable) is
-reported and the batch goes on.
+memory flat however many files there are. A file that fails (corrupt, unreadable, unwritable, or
+any unexpected error while decoding or encoding it, a full disk included) is reported and the
+batch goes on.
+
+The batch never hangs on a worker: should the reader or the writer thread die all the same, the
+main thread notices at its next poll, reports every file not finished as failed and returns the
+summary. Ctrl-C stops it at once: the file being written is finished (never left half-written),
+a reader stuck in a slow read is left behind (it writes nothing), and :class:`BatchInterrupted`
+carries the summary so far.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import queue
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from srtool.atomic import remove_stale_temporaries
-from srtool.errors import ImageReadError, ImageWriteError, SrtoolError, UsageError
+from srtool.errors import ImageReadError, SrtoolError, UsageError, first_line
 from srtool.imageio import DEFAULT_MAX_PIXELS, Picture, read_image, write_image
-from srtool.infer.jobs import Job
-from srtool.infer.picture import check_alpha_mode, upscale_picture
+from srtool.infer.jobs import Job, input_problem
+from srtool.infer.picture import check_alpha_mode, check_outscale, upscale_picture
 from srtool.infer.upscaler import Upscaler
 
-__all__ = ["BatchOptions", "FileResult", "BatchSummary", "BatchObserver", "run_batch"]
+__all__ = [
+    "BatchOptions",
+    "FileResult",
+    "BatchSummary",
+    "BatchObserver",
+    "BatchInterrupted",
+    "check_output_writable",
+    "run_batch",
+]
 
 log = logging.getLogger("srtool")
 
 _DECODE_AHEAD = 2
 _ENCODE_BEHIND = 1
 _POLL_SECONDS = 0.1
+_ABANDON_SECONDS = 2.0  # how long a stopped batch waits for a reader still inside a read
+# Errors of the write probe that mean nothing can be written to the output at all.
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR)
 
 
 @dataclass(frozen=True)
@@ -42,7 +64,11 @@ class BatchOptions:
     back_projection: int = 0
 
     def __post_init__(self) -> None:
-        check_alpha_mode(self.alpha_mode)  # now, not at the first file: all may be skipped
+        # now, not at the first file: all may be skipped
+        check_alpha_mode(self.alpha_mode)
+        check_outscale(self.outscale)
+        if self.quality is not None and not 1 <= self.quality <= 100:
+            raise UsageError(f"--quality must be between 1 and 100, got {self.quality}")
 
 
 @dataclass(frozen=True)
@@ -58,6 +84,8 @@ class FileResult:
 class BatchSummary:
     results: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: bool = False
+    not_processed: int = 0  # files an interrupted batch never reached
 
     def _count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -81,6 +109,15 @@ class BatchSummary:
     @property
     def megapixels_per_second(self) -> float:
         return self.output_megapixels / self.seconds if self.seconds > 0 else 0.0
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, which the CLI turns into the same) stopped the batch; ``summary``
+    holds what was finished before."""
+
+    def __init__(self, summary: BatchSummary) -> None:
+        super().__init__("interrupted")
+        self.summary = summary
 
 
 class BatchObserver(Protocol):
@@ -124,9 +161,10 @@ class _Finished:
 
 
 class _Stage:
-    """A worker thread whose exception is re-raised in the caller by ``join``."""
+    """A worker thread; an exception that ends it is kept in ``error`` for the caller."""
 
     def __init__(self, name: str, target) -> None:  # noqa: ANN001
+        self.name = name
         self.error: BaseException | None = None
 
         def run() -> None:
@@ -134,36 +172,117 @@ class _Stage:
                 target()
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 self.error = exc
+                log.debug("thread %s stopped", name, exc_info=exc)
 
         self.thread = threading.Thread(target=run, name=name, daemon=True)
         self.thread.start()
 
-    def join(self) -> None:
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
 
 
-def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
+_END = object()
+_DEAD = object()
+
+
+def _put(
+    q: queue.Queue, item: object, stop: threading.Event, consumer: _Stage | None = None
+) -> bool:
+    """Hand ``item`` on; False when the batch stops or the ``consumer`` thread has died."""
     while not stop.is_set():
         try:
             q.put(item, timeout=_POLL_SECONDS)
             return True
         except queue.Full:
-            continue
+            if consumer is not None and not consumer.alive:
+                return False
     return False
 
 
-def _get(q: queue.Queue, stop: threading.Event) -> object | None:
+def _get(q: queue.Queue, stop: threading.Event, producer: _Stage | None = None) -> object | None:
+    """The next item; None when the batch stops, ``_DEAD`` when the ``producer`` thread has died
+    and left nothing more."""
     while not stop.is_set():
         try:
             return q.get(timeout=_POLL_SECONDS)
         except queue.Empty:
-            continue
+            if producer is not None and not producer.alive:
+                try:
+                    return q.get_nowait()  # what it handed on just before it ended
+                except queue.Empty:
+                    return _DEAD
     return None
 
 
-_END = object()
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc) else type(exc).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    if isinstance(exc, SrtoolError):
+        return str(exc)
+    return _describe(exc)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while folder.parent != folder:
+        try:
+            if os.path.lexists(folder):
+                break
+        except OSError:
+            break
+        folder = folder.parent
+    return folder
+
+
+def _write_probe(folder: Path) -> OSError | None:
+    """Create and remove a hidden file in ``folder``; the error when that is refused."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".srtool-probe-", dir=folder)
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    try:
+        os.unlink(name)
+    except OSError:
+        pass
+    return None
+
+
+def check_output_writable(jobs: list[Job], *, skip_existing: bool = False) -> None:
+    """Fail fast, before any image is decoded, when none of the outputs can be written: each
+    folder that would receive one (or the nearest folder that exists above it) is probed.
+
+    Raises :class:`UsageError` when every probe is refused for lack of permission, a read-only
+    file system or a file where a folder should be. Other errors (a full disk) are left to the
+    files, which are then reported one by one.
+    """
+    folders: dict[Path, None] = {}
+    for job in jobs:
+        if job.conflict or (skip_existing and _exists(job.target)):
+            continue
+        folders.setdefault(_nearest_existing(job.target.parent))
+    refused: tuple[Path, OSError] | None = None
+    for folder in folders:
+        error = _write_probe(folder)
+        if error is None or error.errno not in _UNWRITABLE:
+            return
+        refused = refused or (folder, error)
+    if refused is not None:
+        folder, error = refused
+        raise UsageError(
+            f"cannot write to {folder} ({error.strerror or error}): no output can be written"
+        )
 
 
 def run_batch(
@@ -172,11 +291,17 @@ def run_batch(
     options: BatchOptions = BatchOptions(),
     observer: BatchObserver | None = None,
 ) -> BatchSummary:
-    """Upscale every job's file; returns what happened to each. Ctrl-C stops cleanly: files
-    already written stay, the one being written is never left half-written."""
+    """Upscale every job's file; returns what happened to each (every job gets one result).
+
+    Raises :class:`UsageError` before any work when no output can be written
+    (:func:`check_output_writable`). Ctrl-C stops cleanly with :class:`BatchInterrupted`: files
+    already written stay, the one being written is never left half-written.
+    """
+    check_output_writable(jobs, skip_existing=options.skip_existing)
     observer = observer or _NullObserver()
     lock = threading.Lock()
     summary = BatchSummary()
+    reported: set[int] = set()
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(maxsize=_DECODE_AHEAD)
     finished: queue.Queue = queue.Queue(maxsize=_ENCODE_BEHIND)
@@ -184,28 +309,62 @@ def run_batch(
     def report(result: FileResult) -> None:
         with lock:
             summary.results.append(result)
+            reported.add(id(result.job))
             observer.file_finished(result)
         if result.status == "failed":
             log.debug("%s failed: %s", result.job.name, result.reason)
+
+    def read_one(job: Job) -> _Decoded:
+        def failed(reason: str) -> _Decoded:
+            return _Decoded(job, result=FileResult(job, "failed", reason))
+
+        if job.conflict:
+            return failed(job.conflict)
+        try:
+            if options.skip_existing and job.target.exists():
+                remove_stale_temporaries(job.target)  # what a killed write of it left
+                return _Decoded(job, result=FileResult(job, "skipped", "output exists"))
+            problem = input_problem(job.source)  # (again: it may have changed since planning)
+            if problem is not None:
+                return failed(problem)
+            return _Decoded(job, picture=read_image(job.source, max_pixels=options.max_pixels))
+        except ImageReadError as exc:
+            return failed(str(exc))
+        except MemoryError:
+            return failed(f"{job.source}: not enough memory to read this file")
+        except Exception as exc:  # noqa: BLE001 - whatever a decoder raises, it is this file's
+            log.debug("reading %s failed", job.source, exc_info=True)
+            return failed(f"{job.source}: cannot read ({_reason(exc)})")
 
     def read_all() -> None:
         for job in jobs:
             if stop.is_set():
                 return
-            if job.conflict:
-                item = _Decoded(job, result=FileResult(job, "failed", job.conflict))
-            elif options.skip_existing and job.target.exists():
-                item = _Decoded(job, result=FileResult(job, "skipped", "output exists"))
-            else:
-                try:
-                    item = _Decoded(
-                        job, picture=read_image(job.source, max_pixels=options.max_pixels)
-                    )
-                except ImageReadError as exc:
-                    item = _Decoded(job, result=FileResult(job, "failed", str(exc)))
-            if not _put(decoded, item, stop):
+            if not _put(decoded, read_one(job), stop):
                 return
         _put(decoded, _END, stop)
+
+    def write_one(item: _Finished) -> FileResult:
+        job, picture = item.job, item.picture
+        try:
+            job.target.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(job.target)
+            write_image(job.target, picture, format=job.format, quality=options.quality)
+        except MemoryError:
+            return FileResult(job, "failed", f"{job.target}: not enough memory to encode it")
+        except Exception as exc:  # noqa: BLE001 - e.g. libtiff's RuntimeError on a full disk
+            log.debug("writing %s failed", job.target, exc_info=True)
+            reason = _reason(exc)
+            if not isinstance(exc, (OSError, SrtoolError)):
+                reason = f"{job.target}: cannot write ({reason})"
+            return FileResult(job, "failed", reason)
+        height, width = picture.pixels.shape[:2]
+        return FileResult(
+            job,
+            "done",
+            seconds=time.perf_counter() - item.started,
+            output_megapixels=height * width / 1e6,
+        )
 
     def write_all() -> None:
         while True:
@@ -213,23 +372,8 @@ def run_batch(
             if item is None or item is _END:
                 return
             assert isinstance(item, _Finished)
-            job, picture = item.job, item.picture
-            try:
-                job.target.parent.mkdir(parents=True, exist_ok=True)
-                remove_stale_temporaries(job.target)
-                write_image(job.target, picture, format=job.format, quality=options.quality)
-            except (ImageWriteError, OSError) as exc:
-                report(FileResult(job, "failed", _reason(exc)))
-                continue
-            height, width = picture.pixels.shape[:2]
-            report(
-                FileResult(
-                    job,
-                    "done",
-                    seconds=time.perf_counter() - item.started,
-                    output_megapixels=height * width / 1e6,
-                )
-            )
+            report(write_one(item))
+            del item
 
     def on_tile(done: int, total: int) -> None:
         with lock:
@@ -240,9 +384,9 @@ def run_batch(
     reader = _Stage("srtool-decode", read_all)
     writer = _Stage("srtool-encode", write_all)
     try:
-        while True:
-            item = _get(decoded, stop)
-            if item is None or item is _END:
+        while writer.alive:
+            item = _get(decoded, stop, reader)
+            if item is None or item is _END or item is _DEAD:
                 break
             assert isinstance(item, _Decoded)
             if item.result is not None:
@@ -272,21 +416,37 @@ def run_batch(
                 report(FileResult(item.job, "failed", "not enough memory for this image"))
                 continue
             del picture, item.picture
-            _put(finished, _Finished(item.job, output, started), stop)
+            if not _put(finished, _Finished(item.job, output, started), stop, writer):
+                break
             del output
-        _put(finished, _END, stop)
-        writer.join()
-        reader.join()
-    except BaseException:
-        stop.set()
-        reader.thread.join()
+        _put(finished, _END, stop, writer)
         writer.thread.join()
+        stop.set()  # a reader still at work (the writer died) ends at its next hand-over
+        reader.thread.join(_ABANDON_SECONDS)
+    except BaseException as exc:
+        stop.set()
+        writer.thread.join()  # it finishes the file it is writing: never a half-written one
+        # A reader can be stuck in a read (a hung network share); it writes nothing: leave it.
+        reader.thread.join(_ABANDON_SECONDS)
+        summary.seconds = time.perf_counter() - start
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, BatchInterrupted):
+            summary.interrupted = True
+            summary.not_processed = sum(1 for job in jobs if id(job) not in reported)
+            raise BatchInterrupted(summary) from None
         raise
+    # Every job gets a result: those a dead worker never finished are failures, named here.
+    why = _unfinished_reason(reader, writer)
+    for job in jobs:
+        if id(job) not in reported:
+            report(FileResult(job, "failed", why))
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return str(exc)
+def _unfinished_reason(reader: _Stage, writer: _Stage) -> str:
+    for stage, what in ((reader, "reading"), (writer, "writing")):
+        if stage.error is not None:
+            return f"not processed: {what} stopped ({_describe(stage.error)})"
+    if reader.alive:
+        return "not processed: reading did not finish"
+    return "not processed"
