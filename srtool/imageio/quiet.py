@@ -77,7 +77,8 @@ def _warnings_to_debug(name: str) -> Iterator[None]:
 _NOISE = re.compile(
     rb"^(libpng (error|warning): "
     rb"|\[ ?(WARN|ERROR|INFO|DEBUG|FATAL|VERBOSE)[:\]\s@0-9.]"
-    rb"|(?!(error|note|warning)\b)[A-Za-z_][A-Za-z0-9_]*(\.tiff?)?: .*\.\s*$)"
+    rb"|(?!(error|note|warning)\b)[A-Za-z_][A-Za-z0-9_]*(\.tiff?)?: .*\.\s*$"
+    rb"|\S*\.tiff?: .*\.\s*$)"  # libtiff names the file it writes: "<path>.tif: Error ..."
 )
 _MAX_LINE = 1 << 16
 _LOGGED_PER_WINDOW = 20

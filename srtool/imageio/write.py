@@ -31,6 +31,7 @@ from srtool.imageio.formats import (
 from srtool.imageio.opencv import _cv2
 from srtool.imageio.picture import Picture, to_8bit
 from srtool.imageio.png import _encode_png_grey_alpha16, _png_with_metadata
+from srtool.imageio.quiet import _quiet_stderr
 from srtool.imageio.tiff import _tiff_with_metadata
 
 log = logging.getLogger("srtool")
@@ -171,7 +172,7 @@ def _write_pillow(
         params.pop("exif", None)
         params.pop("icc_profile", None)
         pil_format = "BMP"
-    with atomic_output(path) as temp:
+    with atomic_output(path) as temp, _quiet_stderr():  # libtiff reports write errors there too
         image.save(temp, format=pil_format, **params)
 
 
@@ -200,7 +201,8 @@ def _write_cv2_16(
             params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESS_LEVEL]
             ok, buffer = cv2.imencode(".png", bgr, params)
         else:
-            ok, buffer = cv2.imencode(".tiff", bgr)
+            with _quiet_stderr():
+                ok, buffer = cv2.imencode(".tiff", bgr)
         if not ok:
             raise ImageWriteError(f"{path}: OpenCV could not encode a 16-bit {fmt.upper()}")
         encoded = buffer.tobytes()
