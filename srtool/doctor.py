@@ -108,18 +108,6 @@ def required_cuda_libraries(cuda_version: str) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- probes
 
 
-def _driver() -> ctypes.CDLL | None:
-    names = ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so"]
-    for name in names:
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        if lib.cuInit(0) == 0:
-            return lib
-    return None
-
-
 def _gpus(lib: ctypes.CDLL) -> tuple[str | None, list[Gpu]]:
     version = ctypes.c_int(0)
     driver = None
@@ -276,7 +264,7 @@ def _load_failure(lines: list[str]) -> str:
 
 def diagnose(device: str = "auto") -> DoctorReport:
     """Check the machine for ``device`` ("auto", "cpu", "cuda" or "cuda:N")."""
-    from srtool.infer.onnx_session import parse_device
+    from srtool.infer.onnx_session import cuda_driver, parse_device
 
     kind, index = parse_device(device)
     report = DoctorReport(
@@ -319,7 +307,7 @@ def diagnose(device: str = "auto") -> DoctorReport:
         build = None
     report.onnxruntime_cuda = getattr(build, "cuda_version", None) or None
 
-    lib = _driver()
+    lib = cuda_driver()
     if lib is not None:
         report.driver, report.gpus = _gpus(lib)
     if kind == "cpu":

@@ -149,22 +149,28 @@ def cpu_thread_count() -> int:
         return max(os.cpu_count() or 1, 1)
 
 
-def cuda_device_count() -> int:
-    """Number of CUDA devices the driver reports; 0 when there is no driver or no device.
-
-    onnxruntime-gpu lists the CUDA provider whether or not a GPU exists, so ask the driver.
-    """
+def cuda_driver() -> ctypes.CDLL | None:
+    """The NVIDIA driver library, initialised; None when there is none (or it cannot start)."""
     names = ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so"]
     for name in names:
         try:
             driver = ctypes.CDLL(name)
         except OSError:
             continue
-        count = ctypes.c_int(0)
-        if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
-            return 0
-        return count.value
-    return 0
+        return driver if driver.cuInit(0) == 0 else None
+    return None
+
+
+def cuda_device_count() -> int:
+    """Number of CUDA devices the driver reports; 0 when there is no driver or no device.
+
+    onnxruntime-gpu lists the CUDA provider whether or not a GPU exists, so ask the driver.
+    """
+    driver = cuda_driver()
+    count = ctypes.c_int(0)
+    if driver is None or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
 
 
 def parse_device(device: str) -> tuple[str, int]:
