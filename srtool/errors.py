@@ -12,6 +12,9 @@ __all__ = [
     "OutOfMemoryError",
     "DataError",
     "first_line",
+    "missing_module",
+    "require_train_extra",
+    "TRAIN_EXTRA_INSTALL",
 ]
 
 
@@ -60,3 +63,27 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
         if text:
             return text[:limit]
     return type(exc).__name__
+
+
+TRAIN_EXTRA_INSTALL = 'pip install "srtool[train]"'
+
+
+def missing_module(name: str) -> bool:
+    """True when ``name`` cannot be imported (not installed, or blocked in ``sys.modules``)."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name] is None
+    try:
+        return importlib.util.find_spec(name) is None
+    except (ImportError, ValueError):
+        return True
+
+
+def require_train_extra(what: str, hint: str = "") -> None:
+    """Raise a one-line :class:`UsageError` (exit 2) when PyTorch, which ``what`` needs, is
+    missing: it names the install command (and ``hint``, another way, when given)."""
+    if missing_module("torch"):
+        extra = f" ({hint})" if hint else ""
+        raise UsageError(f"{what} needs PyTorch: {TRAIN_EXTRA_INSTALL}{extra}")

@@ -12,6 +12,7 @@ import pytest
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SHARED_WEIGHTS = REPO_ROOT.parent / "shared" / "weights"
 sys.path.insert(0, str(TESTS_DIR))
 
 from onnx_factory import build_sr_model  # noqa: E402
@@ -25,6 +26,19 @@ def _restore_srtool_logger() -> Iterator[None]:
     saved = (list(logger.handlers), logger.level, logger.propagate)
     yield
     logger.handlers[:], logger.level, logger.propagate = saved
+
+
+@pytest.fixture(autouse=True)
+def _model_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Converted models go to a cache folder of the test session, never the user's own."""
+    monkeypatch.setenv("SRTOOL_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "model-cache"))
+
+
+@pytest.fixture(scope="session")
+def shared_weights() -> Path:
+    if not (SHARED_WEIGHTS / "realesr-animevideov3_x4.pth").is_file():
+        pytest.skip(f"shared weights not found at {SHARED_WEIGHTS}")
+    return SHARED_WEIGHTS
 
 
 @pytest.fixture(scope="session")

@@ -42,9 +42,10 @@ def evaluate(
         typer.Option(
             "--model",
             "-m",
-            help="Model to evaluate, repeatable: a shipped model name, an ONNX file, an srtool "
-            "checkpoint (needs torch), or a baseline: bicubic, lanczos, nearest. The bicubic "
-            "row is always present.",
+            help="Model to evaluate, repeatable: a shipped or cached model name, an ONNX file, "
+            "a .pth/.safetensors file or srtool checkpoint (converted once and cached; needs "
+            "torch), or a baseline: bicubic, lanczos, nearest. The bicubic row is always "
+            "present. Default: the shipped model for the scale.",
         ),
     ] = None,
     scale: Annotated[
@@ -163,6 +164,7 @@ def evaluate(
                 save_images=save_images,
                 download=download,
                 progress=on_progress,
+                default_model=model is None,
             )
         written = []
         if json_path is not None:

@@ -65,6 +65,11 @@ def _render(report: ExportReport) -> None:
         console.print(f"[dim]model card: {report.card_path}[/]", highlight=False)
 
 
+def _format_from_suffix(output: Path) -> str:
+    suffix = output.suffix.lower()
+    return {".safetensors": "safetensors", ".pth": "pth", ".pt": "pth"}.get(suffix, "onnx")
+
+
 @app.command()
 def export(
     source: Annotated[
@@ -74,7 +79,20 @@ def export(
             "model file (.pth/.pt/.safetensors: ESRGAN, Real-ESRGAN Compact, SwinIR, SPAN, ...)."
         ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The file to write (.onnx, or see --format).")
+    ],
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="onnx (verified, for `srtool upscale`), or safetensors / pth: plain weights "
+            "that spandrel, chaiNNer and ComfyUI load (default: from the output's suffix, "
+            "else onnx).",
+            show_default=False,
+        ),
+    ] = None,
     fp16: Annotated[
         bool,
         typer.Option("--fp16", help="Also write OUT.fp16.onnx (fp16 weights, fp32 I/O) for GPUs."),
@@ -123,10 +141,30 @@ def export(
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Export a model to ONNX for `srtool upscale`, verified against PyTorch."""
+    """Export a model to ONNX for `srtool upscale`, verified against PyTorch, or as plain
+    weights (safetensors / pth) for spandrel-based tools."""
     setup_logging(verbose, quiet)
     with cli_errors(verbose):
-        from srtool.errors import UsageError
+        from srtool.errors import UsageError, require_train_extra
+
+        require_train_extra("srtool export")
+        kind = (fmt or "").lower() or _format_from_suffix(output)
+        if kind not in ("onnx", "safetensors", "pth"):
+            raise UsageError(f"--format {fmt}: use onnx, safetensors or pth")
+        if kind != "onnx":
+            if fp16 or int8 is not None:
+                raise UsageError("--fp16 and --int8 are ONNX variants; use --format onnx")
+            from srtool.export.weights import export_weights
+
+            written = export_weights(source, output, kind)
+            if not quiet:
+                console.print(
+                    f"[bold green]exported[/] {written.out_path}  [dim]({written.arch} "
+                    f"x{written.scale}, {written.tensors} tensors, {written.params:,} "
+                    f"parameters, {written.size_bytes / 1e6:.2f} MB, plain {kind} weights)[/]",
+                    highlight=False,
+                )
+            return
         from srtool.export import export_onnx
 
         if exporter not in ("dynamo", "torchscript"):

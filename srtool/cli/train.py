@@ -239,6 +239,9 @@ def train(
     """Train a super-resolution network from a recipe (PSNR or GAN stage)."""
     setup_logging(verbose, quiet)
     with cli_errors(verbose):
+        from srtool.errors import require_train_extra
+
+        require_train_extra("srtool train")  # before any run folder is made
         from srtool.train.distributed import launch_rank
         from srtool.train.loop import train as run_training
         from srtool.train.run import plan_run

@@ -41,7 +41,13 @@ def upscale(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="A shipped model name or any ONNX file."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="A shipped or cached model name (`srtool models list`), an ONNX file, or a "
+            ".pth/.pt/.safetensors file (converted to ONNX once and cached; the conversion "
+            "needs torch, the train extra).",
+        ),
     ] = None,
     outscale: Annotated[
         float | None,

@@ -61,6 +61,7 @@ class Source:
     verified: bool = False
     note: str = ""
     reference: bool = True
+    size_mb: int | None = None  # the archive's download size, when known
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ DATASETS: dict[str, Dataset] = {
             citation="Agustsson & Timofte, CVPRW 2017",
             aliases=("DIV2K_valid", "DIV2K_valid_HR", "DIV2K-val"),
             layouts=("DIV2K_valid_HR",),
-            source=Source(_DIV2K + "DIV2K_valid_HR.zip", "DIV2K_valid_HR"),
+            source=Source(_DIV2K + "DIV2K_valid_HR.zip", "DIV2K_valid_HR", size_mb=449),
             licence="non-commercial research",
         ),
         Dataset(
@@ -170,7 +171,7 @@ DATASETS: dict[str, Dataset] = {
             citation="Agustsson & Timofte, CVPRW 2017",
             aliases=("DIV2K_train", "DIV2K_train_HR", "DIV2K-train"),
             layouts=("DIV2K_train_HR",),
-            source=Source(_DIV2K + "DIV2K_train_HR.zip", "DIV2K_train_HR"),
+            source=Source(_DIV2K + "DIV2K_train_HR.zip", "DIV2K_train_HR", size_mb=3530),
             licence="non-commercial research",
         ),
         Dataset(
@@ -280,9 +281,17 @@ def missing_message(ds: Dataset, root: Path) -> str:
     where = root / ds.folder
     how = f"put its {ds.count} {'/'.join(ds.suffixes)} files in {where}"
     if ds.source is not None:
+        size = (
+            f"about {ds.source.size_mb:,} MB" if ds.source.size_mb else "download size not recorded"
+        )
+        also = (
+            f"; `srtool evaluate --bench {ds.name} --download` does it too"
+            if ds.kind == "benchmark"
+            else ""
+        )
         return (
             f"dataset {ds.name} not found under {root}: run `srtool data fetch {ds.name}` "
-            f"(downloads {ds.source.url}; `srtool evaluate --download` does it too), or {how} "
+            f"(downloads {ds.source.url}, {size}{also}), or {how} "
             "(choose the root with --data-root or SRTOOL_DATA)"
         )
     manual = f" ({ds.manual})" if ds.manual else ""

@@ -71,17 +71,21 @@ def label_for(model: str) -> str:
 
 
 def _checkpoint_to_onnx(path: Path, workdir: Path) -> Path:
-    """Export a PyTorch checkpoint to ONNX so it runs through the same inference path."""
-    import importlib.util
+    """Export a PyTorch checkpoint (a file: through the model cache; a run folder: to a
+    temporary file) to ONNX so it runs through the same inference path."""
+    from srtool.errors import require_train_extra
 
-    if importlib.util.find_spec("torch") is None:
-        raise ModelError(
-            f"{path.name}: evaluating a PyTorch checkpoint needs torch "
-            "(pip install 'srtool[train]'), or export it with `srtool export` first"
-        )
+    if path.is_file():
+        from srtool.infer.modelcache import convert_cached
+
+        entry, _ = convert_cached(path)
+        return entry.path
+    require_train_extra(
+        f"evaluating the run folder {path.name}", "or export it with `srtool export` first"
+    )
     from srtool.export import export_onnx
 
-    out = workdir / f"{path.stem}.onnx"
+    out = workdir / f"{path.name}.onnx"
     log.info("exporting %s to a temporary ONNX model", path)
     # The TorchScript exporter takes well under a second where the dynamo one takes ~10 s; the
     # graph computes the same function. Where a torch release no longer has it, use dynamo.

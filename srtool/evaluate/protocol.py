@@ -113,6 +113,19 @@ def _scale_from_lr(sets: Sequence[BenchmarkSet]) -> int | None:
     return None
 
 
+def _default_models(scale: int) -> tuple[list[str], str]:
+    """The shipped default model for ``scale`` when installed, and a note saying what ran."""
+    from srtool.infer.catalog import DEFAULT_MODEL_FOR_SCALE, shipped_models
+
+    name = DEFAULT_MODEL_FOR_SCALE.get(scale)
+    if name is not None and name in shipped_models():
+        return [name], (
+            f"no --model given: the shipped {name} is compared with bicubic "
+            "(--model NAME|FILE for others, repeatable)"
+        )
+    return [], f"no --model given and no shipped x{scale} model installed: only bicubic is scored"
+
+
 def _methods(
     models: Sequence[str],
     *,
@@ -169,6 +182,7 @@ def evaluate(
     save_images: str | os.PathLike[str] | None = None,
     download: bool = False,
     progress: Callable[[ProgressEvent], None] | None = None,
+    default_model: bool = False,
 ) -> EvaluationReport:
     """Evaluate ``models`` (and the bicubic baseline, always) on benchmarks by the protocol.
 
@@ -179,6 +193,8 @@ def evaluate(
     back-projection iterations next to its plain row, so their effect on quality and time is
     measured. ``save_images`` writes each SR image and a comparison sheet per image. Models run
     through ``srtool upscale``'s network pass (``srtool.infer.picture.network_pass``).
+    With ``default_model`` and no ``models`` (``srtool evaluate`` without ``--model``), the
+    shipped default model for the scale is compared with bicubic, and a note says so.
     """
     if back_projection < 0:
         raise UsageError("--back-projection must be >= 0")
@@ -193,6 +209,9 @@ def evaluate(
     if tta and back_projection:
         variants.append((True, back_projection))
     notes: list[str] = []
+    if default_model and not models:
+        models, note = _default_models(scale or _scale_from_lr(sets) or 4)
+        notes.append(note)
     metrics = ["psnr_y", "ssim_y"] + (["ms_ssim_y"] if with_ms_ssim else [])
     metrics += ["psnr_rgb", "ssim_rgb"] if rgb else []
     lpips_fn = None

@@ -1,4 +1,6 @@
-"""Finding models: shipped ones by name or scale, or any ONNX file by path.
+"""Finding models: shipped or cached ones by name or scale, or any model file by path.
+
+A PyTorch / safetensors file is converted to ONNX once and cached (:mod:`srtool.infer.modelcache`).
 
 Shipped models live in ``exports/<name>/model.onnx`` (installed as the ``srtool.exports``
 package), optionally with ``model.fp16.onnx`` for GPUs beside it. ``SRTOOL_MODELS`` may name
@@ -13,6 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srtool.errors import ModelError, UsageError
+from srtool.infer.modelcache import (
+    CATALOGUE,
+    TORCH_SUFFIXES,
+    cached_models,
+    convert_cached,
+    find_cached,
+    is_torch_file,
+)
 from srtool.resources import exports_dir
 
 __all__ = ["DEFAULT_MODEL_FOR_SCALE", "ModelRef", "model_dirs", "shipped_models", "resolve_model"]
@@ -55,7 +65,15 @@ def shipped_models() -> dict[str, Path]:
 
 
 def _looks_like_path(model: str) -> bool:
-    return model.lower().endswith(".onnx") or os.sep in model or "/" in model
+    lower = model.lower()
+    return lower.endswith((".onnx", *TORCH_SUFFIXES)) or os.sep in model or "/" in model
+
+
+def _converted(path: Path) -> ModelRef:
+    """A PyTorch / safetensors file: its cached ONNX conversion (converted now if needed)."""
+    entry, converted = convert_cached(path)
+    note = f"converted {path.name} to ONNX, cached in {entry.folder}" if converted else None
+    return ModelRef(name=path.stem, path=entry.path, shipped=False, notice=note)
 
 
 def _stand_in(scale: int, installed: dict[str, Path]) -> str | None:
@@ -100,13 +118,23 @@ def resolve_model(
             return ModelRef(ref.name, ref.path, ref.shipped, notice=note, stands_in_for=scale)
     candidate = Path(model).expanduser()
     if candidate.is_file():
+        if is_torch_file(candidate):
+            return _converted(candidate)
         return ModelRef(name=candidate.stem, path=candidate, shipped=False)
     if _looks_like_path(model):
         raise ModelError(f"model file not found: {model}")
     installed = shipped_models()
     if model not in installed:
+        cached = find_cached(model)
+        if cached is not None:
+            return ModelRef(name=cached.name, path=cached.path, shipped=False)
         names = ", ".join(sorted(installed)) or "none installed"
-        raise ModelError(f"unknown model '{model}' (shipped models: {names}; or give a .onnx path)")
+        cached_names = ", ".join(sorted({m.name for m in cached_models()})) or "none"
+        hint = f"; `srtool models add {model}` fetches it" if model in CATALOGUE else ""
+        raise ModelError(
+            f"unknown model '{model}' (shipped: {names}; cached: {cached_names}; or give a "
+            f".onnx, .pth or .safetensors file{hint})"
+        )
     folder = installed[model]
     if fp16:
         if (folder / FP16_FILE).is_file():

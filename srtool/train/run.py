@@ -308,8 +308,24 @@ def plan_run(
         str(Path(data_root).expanduser().absolute()) if data_root else None,
     )
     if write and not resume:
+        _check_named_datasets([*args.data, *([args.val] if args.val else [])], args.data_root)
         run.write_args(args)
     return RunPlan(config, run, args)
+
+
+def _check_named_datasets(values: list[str], data_root: str | None) -> None:
+    """A known dataset name that is not on disk is an error before the run folder exists (it
+    says where to put the files and how to fetch them), so a failed start leaves nothing."""
+    from srtool import datasets
+
+    for value in values:
+        if Path(value).exists():
+            continue
+        try:
+            datasets.get(value)
+        except datasets.DatasetMissingError:
+            continue  # not a dataset name: the data loader reports it
+        datasets.resolve(value, data_root)
 
 
 def _absolute_folder(spec: str) -> str:
