@@ -392,7 +392,7 @@ def test_plain_output_is_one_line_per_file_whatever_the_names(
     Image.new("RGB", (24, 16)).save(src / "line\nbreak.png")
     (src / f"{long}-broken.png").write_bytes(b"not an image at all")
     (src / "bad\nname.png").write_bytes(b"")
-    real_read, real_upscale = pipeline_module.read_image, pipeline_module.upscale_picture
+    real_read, real_upscale = pipeline_module.read_media, pipeline_module.upscale_picture
 
     def read(path, **kwargs):  # noqa: ANN001, ANN003
         warnings.warn("Truncated File Read", UserWarning, stacklevel=1)  # (the reader thread)
@@ -402,7 +402,7 @@ def test_plain_output_is_one_line_per_file_whatever_the_names(
         np.float32(1) / np.float32(0)  # RuntimeWarning: divide by zero
         return real_upscale(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "read_image", read)
+    monkeypatch.setattr(pipeline_module, "read_media", read)
     monkeypatch.setattr(pipeline_module, "upscale_picture", upscale)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -479,10 +479,17 @@ def test_text_file_named_png(tmp_path: Path) -> None:
 
 
 def test_unsupported_format_named(tmp_path: Path) -> None:
+    path = tmp_path / "layers.png"
+    path.write_bytes(b"8BPS\x00\x01" + bytes(64))
+    with pytest.raises(ImageReadError, match=r"layers\.png.*Photoshop"):
+        read_image(path)
+
+
+def test_gif_with_a_lying_suffix_is_read_as_gif(tmp_path: Path) -> None:
     path = tmp_path / "anim.png"
     Image.fromarray(noise((4, 4, 3))).save(path, format="GIF")
-    with pytest.raises(ImageReadError, match=r"anim\.png.*GIF"):
-        read_image(path)
+    picture = read_image(path)
+    assert picture.format == "gif" and picture.pixels.shape == (4, 4, 3)
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -651,10 +658,13 @@ def test_format_and_suffix_helpers() -> None:
     assert format_for_path("a/B.JPG") == "jpeg" and format_for_path("x.tif") == "tiff"
     assert suffix_for_format("jpeg") == ".jpg" and suffix_for_format("jpg") == ".jpg"
     assert suffix_for_format("tif") == ".tiff"
-    with pytest.raises(UsageError, match=r"\.gif"):
-        format_for_path("anim.gif")
+    assert format_for_path("anim.gif") == "gif" and format_for_path("IMG.HEIC") == "heic"
+    assert format_for_path("a.heif") == "heic" and format_for_path("a.avif") == "avif"
+    assert suffix_for_format("heif") == ".heic" and suffix_for_format("avif") == ".avif"
+    with pytest.raises(UsageError, match=r"\.psd"):
+        format_for_path("layers.psd")
     with pytest.raises(UsageError):
-        suffix_for_format("heic")
+        suffix_for_format("psd")
 
 
 @pytest.mark.parametrize(("dtype", "bits"), [(np.uint8, 8), (np.uint16, 16)])

@@ -57,7 +57,7 @@ def test_no_recursive_glob_and_ext(tree: Path, tmp_path: Path) -> None:
         "sub/deeper/d.tif",
     ]
     with pytest.raises(UsageError, match="unsupported extension"):
-        collect_jobs(tree, tmp_path / "o", extensions={"gif"})
+        collect_jobs(tree, tmp_path / "o", extensions={"psd"})
 
 
 def test_format_and_suffix(tree: Path, tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_format_and_suffix(tree: Path, tmp_path: Path) -> None:
     jpg = collect_jobs(tree, tmp_path / "o", fmt="jpg")
     assert jpg[0].target.name == "a.jpg" and jpg[0].format == "jpeg"
     with pytest.raises(UsageError, match="unknown --format"):
-        collect_jobs(tree, tmp_path / "o", fmt="gif")
+        collect_jobs(tree, tmp_path / "o", fmt="psd")
 
 
 def test_output_inside_input_is_not_walked(tree: Path) -> None:

@@ -72,7 +72,7 @@ def test_unexpected_read_and_write_errors_fail_one_file_each(
 ) -> None:
     """A decoder raising RuntimeError or MemoryError, an encoder raising RuntimeError (libtiff on
     a full disk): each is that file's failure, and the batch goes on to the end."""
-    real_read, real_write = pipeline_module.read_image, pipeline_module.write_image
+    real_read, real_write = pipeline_module.read_media, pipeline_module.write_image
 
     def read(path, **kwargs):  # noqa: ANN001, ANN003
         if Path(path).name == "b.png":
@@ -86,7 +86,7 @@ def test_unexpected_read_and_write_errors_fail_one_file_each(
             raise RuntimeError("tiff codec initialization failed")
         return real_write(path, picture, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "read_image", read)
+    monkeypatch.setattr(pipeline_module, "read_media", read)
     monkeypatch.setattr(pipeline_module, "write_image", write)
     out = tmp_path / "out"
     result = upscale(str(photos), str(out), "--model", str(tiny_model_x2))
@@ -113,7 +113,7 @@ def test_a_dead_worker_ends_the_batch_with_a_summary(
 ) -> None:
     """Whatever kills the reader or the writer thread, the run ends: the files it never finished
     are reported as failed, the summary is printed and the exit code is 1."""
-    name = "read_image" if stage == "read" else "write_image"
+    name = "read_media" if stage == "read" else "write_image"
     real = getattr(pipeline_module, name)
 
     def dying(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
@@ -137,7 +137,7 @@ def test_first_ctrl_c_stops_a_batch_whose_reader_is_stuck(
     photos: Path, tmp_path: Path, tiny_model_x2: Path, monkeypatch: pytest.MonkeyPatch, watchdog
 ) -> None:
     """A read that never returns (a FIFO, a hung network share) must not make Ctrl-C wait."""
-    real_read = pipeline_module.read_image
+    real_read = pipeline_module.read_media
     stuck, release = threading.Event(), threading.Event()
 
     def read(path, **kwargs):  # noqa: ANN001, ANN003
@@ -146,7 +146,7 @@ def test_first_ctrl_c_stops_a_batch_whose_reader_is_stuck(
             release.wait(120)
         return real_read(path, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "read_image", read)
+    monkeypatch.setattr(pipeline_module, "read_media", read)
     out = tmp_path / "out"
     jobs = collect_jobs(photos, out)
     upscaler = load_upscaler(str(tiny_model_x2), device="cpu", threads=1)
@@ -213,13 +213,13 @@ def test_read_only_output_fails_before_any_decoding(
     watchdog,
 ) -> None:
     decoded: list[Path] = []
-    real_read = pipeline_module.read_image
+    real_read = pipeline_module.read_media
 
     def read(path, **kwargs):  # noqa: ANN001, ANN003
         decoded.append(Path(path))
         return real_read(path, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "read_image", read)
+    monkeypatch.setattr(pipeline_module, "read_media", read)
     result = upscale(
         str(photos), str(read_only_output / "sub"), "--model", str(tiny_model_x2), "--device", "cpu"
     )

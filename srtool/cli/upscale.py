@@ -24,7 +24,13 @@ from srtool.infer import DEFAULT_OVERLAP
 
 @app.command()
 def upscale(
-    input: Annotated[Path, typer.Argument(help="An image file or a folder of images.")],
+    input: Annotated[
+        Path,
+        typer.Argument(
+            help="An image file or a folder of images (PNG, JPEG, WebP, TIFF, BMP, GIF, "
+            "HEIC/HEIF, AVIF; animated GIF/WebP/PNG frame by frame)."
+        ),
+    ],
     output: Annotated[
         Path, typer.Argument(help="Output folder (or output file when INPUT is a file).")
     ],
@@ -89,7 +95,12 @@ def upscale(
     ] = None,
     fmt: Annotated[
         str,
-        typer.Option("--format", "-f", help="Output format: keep, png, jpg, webp or tiff."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format: keep, png, jpg, webp, tiff, gif, heic or avif "
+            "(animations: keep, gif, webp or png).",
+        ),
     ] = "keep",
     quality: Annotated[
         int | None,
@@ -148,6 +159,7 @@ def upscale(
 
         tile_size = parse_tile(tile)
         check_outscale(outscale)
+        left_out: list[tuple[str, str]] = []  # files of the folder that are not inputs
         jobs = collect_jobs(
             input,
             output,
@@ -156,9 +168,12 @@ def upscale(
             extensions=set(ext) if ext else None,
             fmt=fmt.lower(),
             suffix=suffix,
+            unsupported=left_out,
         )
         if not jobs:
-            raise UsageError(f"no supported images found in {input}")
+            kinds = sorted({kind for _, kind in left_out})
+            found = f" ({len(left_out)} other files: {'; '.join(kinds)})" if left_out else ""
+            raise UsageError(f"no supported images found in {input}{found}")
         check_output_writable(jobs, skip_existing=skip_existing)  # before the model loads
         plan = plan_upscale(
             model,
@@ -190,8 +205,10 @@ def upscale(
                 summary = run_batch(jobs, plan.upscaler, options, observer)
         except BatchInterrupted as stopped:  # Ctrl-C or SIGTERM: what was done, then exit 130
             err_console.print("[bold red]interrupted[/]")
-            render_summary(stopped.summary, quiet=quiet)
+            stopped.summary.left_out = left_out
+            render_summary(stopped.summary, quiet=quiet, verbose=verbose)
             raise typer.Exit(130) from None
-        render_summary(summary, quiet=quiet)
+        summary.left_out = left_out
+        render_summary(summary, quiet=quiet, verbose=verbose)
         if summary.failed:
             raise typer.Exit(1)

@@ -142,11 +142,21 @@ def make_observer(upscaler: Upscaler, *, quiet: bool) -> Iterator[PlainObserver 
         yield observer
 
 
-def render_summary(summary: BatchSummary, *, quiet: bool) -> None:
+def render_summary(summary: BatchSummary, *, quiet: bool, verbose: bool = False) -> None:
     """The closing line: counts, time, throughput (failures were reported as they happened);
-    after an interruption, how many files were never reached."""
+    after an interruption, how many files were never reached. Before it, one line per kind of
+    file left out of the input ("2 skipped: unsupported format .psd"), with the names when
+    ``verbose``."""
     failed = summary.failed
     if not quiet:
+        kinds = sorted(summary.left_out_kinds.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        for kind, names in kinds:
+            listed = f": {', '.join(names)}" if verbose else ""
+            console.print(
+                f"{len(names)} skipped: {_text(kind)}{_text(listed)}",
+                highlight=False,
+                soft_wrap=True,
+            )
         untouched = f", {summary.not_processed} not processed" if summary.interrupted else ""
         console.print(
             f"[bold]{summary.done} done[/], {summary.skipped} skipped, "

@@ -46,15 +46,19 @@ Modules, each importing only those listed before it (no cycles; nothing imports 
 * ``decode`` -- what the decoders share: the error, the size check, OpenCV's 16-bit decode and
   the Pillow path;
 * ``png``, ``tiff`` -- the byte-level specifics of those formats, for reading and writing;
-* ``read`` -- :func:`read_image`: sniffing and dispatch;
-* ``write`` -- :func:`write_image` and the Pillow/OpenCV encoders.
+* ``heif`` -- HEIC/HEIF (pillow-heif) and AVIF (Pillow): container sniffing, size, codecs;
+* ``animation`` -- animated GIF/WebP/APNG: a lazy frame-by-frame reader and the encoder;
+* ``read`` -- :func:`read_image` and :func:`read_media` (animations too): sniffing and dispatch;
+* ``write`` -- :func:`write_image`, :func:`write_animation` and the Pillow/OpenCV encoders.
 
 The public API is re-exported here: import from ``srtool.imageio``, not from the modules.
 """
 
 from __future__ import annotations
 
+from srtool.imageio.animation import Animation, AnimationReader, animation_pixel_limit
 from srtool.imageio.formats import (
+    ANIMATION_FORMATS,
     DEFAULT_MAX_PIXELS,
     DEFAULT_QUALITY,
     FORMATS,
@@ -65,10 +69,16 @@ from srtool.imageio.formats import (
     suffix_for_format,
 )
 from srtool.imageio.picture import Picture, as_float, from_float, to_8bit
-from srtool.imageio.read import read_image
-from srtool.imageio.write import write_image
+from srtool.imageio.read import read_image, read_media
+from srtool.imageio.write import write_animation, write_image
 
 __all__ = [
+    "ANIMATION_FORMATS",
+    "Animation",
+    "AnimationReader",
+    "animation_pixel_limit",
+    "read_media",
+    "write_animation",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_QUALITY",
     "PNG_COMPRESS_LEVEL",

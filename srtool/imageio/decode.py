@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageCms
 
-from srtool.errors import first_line
+from srtool.errors import ImageReadError, first_line
 from srtool.imageio.exif import _orient
 from srtool.imageio.opencv import _quiet_cv2
 from srtool.imageio.picture import Picture
@@ -31,6 +34,43 @@ log = logging.getLogger("srtool")
 
 class _Bad(Exception):
     """A decode problem; read_image prefixes the file name and raises ImageReadError."""
+
+
+@contextmanager
+def _read_errors(path: Path, fmt: str) -> Iterator[None]:
+    """Whatever decoding ``path`` raises becomes one :class:`ImageReadError` line naming the file
+    and the cause."""
+    try:
+        yield
+    except ImageReadError:
+        raise
+    except _Bad as exc:
+        raise ImageReadError(f"{path}: {exc}") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: {first_line(exc)}") from None
+    except MemoryError:
+        raise ImageReadError(f"{path}: not enough memory to decode this {fmt.upper()}") from None
+    except OSError as exc:
+        if exc.errno is not None:  # the file system's error, not the decoder's
+            raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise ImageReadError(
+            f"{path}: corrupt or truncated {fmt.upper()} ({first_line(exc)})"
+        ) from exc
+    except (
+        ValueError,
+        SyntaxError,
+        EOFError,
+        struct.error,
+        IndexError,
+        KeyError,
+        TypeError,
+        ZeroDivisionError,
+        zlib.error,
+        ImageCms.PyCMSError,
+    ) as exc:
+        raise ImageReadError(
+            f"{path}: corrupt or truncated {fmt.upper()} ({first_line(exc)})"
+        ) from exc
 
 
 def _check_size(width: int, height: int, max_pixels: int | None) -> None:

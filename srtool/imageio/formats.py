@@ -1,7 +1,7 @@
 """Format names, file suffixes and the defaults that reading and writing share.
 
 The public tunables (pixel limit, JPEG/WebP quality, PNG compression level) and the tables that
-map suffixes and aliases to the five supported formats live here, below every codec module, so
+map suffixes and aliases to the supported formats live here, below every codec module, so
 that :mod:`~srtool.imageio.read`, :mod:`~srtool.imageio.write` and the format modules use one
 copy without importing each other.
 """
@@ -24,7 +24,15 @@ PNG_COMPRESS_LEVEL = 1
 """zlib level for PNG. On a 12 MP upscaled photo, level 1 encodes several times faster than the
 usual 6 for files only a little larger; upscaling writes many large PNGs, so speed wins."""
 
-FORMATS = ("png", "jpeg", "webp", "tiff", "bmp")
+FORMATS = ("png", "jpeg", "webp", "tiff", "bmp", "gif", "heic", "avif")
+
+ANIMATION_FORMATS = frozenset({"gif", "webp", "png"})
+"""Formats srtool reads and writes as animations (animated GIF, animated WebP, APNG)."""
+
+DEFAULT_MAX_ANIMATION_PIXELS_RATIO = 4
+"""An animation may hold at most ``max_pixels / DEFAULT_MAX_ANIMATION_PIXELS_RATIO`` pixels summed
+over all its frames (25 MP with the default limit: 100 frames of 500x500), on top of the per-frame
+``max_pixels``. The upscaled frames are kept as 8-bit RGBA until the file is encoded."""
 
 _SUFFIX_FORMATS = {
     ".png": "png",
@@ -35,12 +43,26 @@ _SUFFIX_FORMATS = {
     ".tif": "tiff",
     ".tiff": "tiff",
     ".bmp": "bmp",
+    ".gif": "gif",
+    ".heic": "heic",
+    ".heif": "heic",
+    ".hif": "heic",
+    ".avif": "avif",
 }
 SUPPORTED_SUFFIXES = frozenset(_SUFFIX_FORMATS)
-_FORMAT_SUFFIX = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tiff", "bmp": ".bmp"}
-_FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
-_EIGHT_BIT_FORMATS = frozenset({"jpeg", "webp", "bmp"})
-_ALPHA_FORMATS = frozenset({"png", "webp", "tiff"})
+_FORMAT_SUFFIX = {
+    "png": ".png",
+    "jpeg": ".jpg",
+    "webp": ".webp",
+    "tiff": ".tiff",
+    "bmp": ".bmp",
+    "gif": ".gif",
+    "heic": ".heic",
+    "avif": ".avif",
+}
+_FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff", "heif": "heic", "hif": "heic"}
+_EIGHT_BIT_FORMATS = frozenset({"jpeg", "webp", "bmp", "gif", "avif"})
+_ALPHA_FORMATS = frozenset({"png", "webp", "tiff", "gif", "heic", "avif"})
 
 
 # --------------------------------------------------------------------------- formats and suffixes
@@ -55,7 +77,8 @@ def _normalise_format(fmt: str) -> str:
 
 
 def format_for_path(path: str | os.PathLike[str]) -> str:
-    """The format ("png", "jpeg", "webp", "tiff", "bmp") a file name's suffix stands for."""
+    """The format ("png", "jpeg", "webp", "tiff", "bmp", "gif", "heic", "avif") a file name's
+    suffix stands for."""
     suffix = Path(path).suffix.lower()
     try:
         return _SUFFIX_FORMATS[suffix]

@@ -11,26 +11,31 @@ import io
 import os
 import stat
 import struct
-import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-from PIL import Image, ImageCms
 from PIL.BmpImagePlugin import BmpImageFile
+from PIL.GifImagePlugin import GifImageFile
 from PIL.JpegImagePlugin import JpegImageFile
 from PIL.TiffImagePlugin import TiffImageFile
 
-from srtool.errors import ImageReadError, first_line
-from srtool.imageio.decode import _Bad, _check_size, _from_pillow
+from srtool.errors import ImageReadError
+from srtool.imageio.animation import (
+    AnimationReader,
+    animation_pixel_limit,
+    maybe_animated,
+    open_animation,
+)
+from srtool.imageio.decode import _Bad, _check_size, _from_pillow, _read_errors
 from srtool.imageio.exif import _normalise_exif
 from srtool.imageio.formats import DEFAULT_MAX_PIXELS
+from srtool.imageio.heif import _decode_avif, _decode_heif, _iso_size, _sniff_iso
 from srtool.imageio.picture import Picture
 from srtool.imageio.png import _PNG_SIGNATURE, _decode_png, _png_header
 from srtool.imageio.quiet import _warnings_to_debug
 from srtool.imageio.tiff import _decode_tiff, _tiff_header
 
 _OTHER_SIGNATURES = (
-    (b"GIF8", "a GIF image"),
     (b"8BPS", "a Photoshop document"),
     (b"%PDF", "a PDF document"),
     (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"),
@@ -42,6 +47,11 @@ _OTHER_SIGNATURES = (
 
 def _sniff(head: bytes) -> str | None:
     """The format from the first bytes (the suffix may lie)."""
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    iso = _sniff_iso(head)
+    if iso is not None:
+        return iso
     if head.startswith(_PNG_SIGNATURE):
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
@@ -58,14 +68,16 @@ def _sniff(head: bytes) -> str | None:
 def _describe_unknown(head: bytes) -> str:
     for signature, what in _OTHER_SIGNATURES:
         if head.startswith(signature):
-            return f"{what}, not a supported format (PNG, JPEG, WebP, TIFF, BMP)"
+            return f"{what}, not a supported format (PNG, JPEG, WebP, TIFF, BMP, GIF, HEIC, AVIF)"
     if head[4:8] == b"ftyp":
         brand = head[8:12].decode("ascii", "replace").strip()
-        return f"an ISO media file ({brand}: HEIC/AVIF?), not a supported format"
+        return f"an ISO media file ({brand}: a video?), not a supported image format"
     sample = head[:64]
     if sample and all(b in b"\t\n\r" or 32 <= b < 127 for b in sample):
         return "a text file, not an image"
-    return "not an image (unknown signature); supported: PNG, JPEG, WebP, TIFF, BMP"
+    return (
+        "not an image (unknown signature); supported: PNG, JPEG, WebP, TIFF, BMP, GIF, HEIC, AVIF"
+    )
 
 
 _HEAD_BYTES = 64 * 1024
@@ -87,7 +99,8 @@ _JPEG_MAX_JUNK = 1 << 20
 def read_image(
     path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> Picture:
-    """Decode a PNG, JPEG, WebP, TIFF or BMP file into a :class:`Picture`.
+    """Decode a PNG, JPEG, WebP, TIFF, BMP, GIF, HEIC/HEIF or AVIF file into a :class:`Picture`
+    (the first frame of an animation).
 
     ``max_pixels`` (None = no limit) is checked against the header before decoding; Pillow's
     global limit is not consulted, except that its TIFF and WebP decoders still refuse more than
@@ -103,62 +116,54 @@ def read_image(
     Conversions: palette -> RGB (RGBA when it has transparency); "1" -> grey; LA -> grey + alpha;
     colour-key transparency (PNG tRNS) -> an alpha plane; CMYK -> RGB through its embedded ICC
     profile when present (the result is sRGB, so ``icc_profile`` is None), else Pillow's plain
-    conversion; 16-bit grey ("I;16"/"I" with a 16-bit header) -> uint16 grey. 32-bit integer and
+    conversion; 16-bit grey ("I;16"/"I" with a 16-bit header) -> uint16 grey; 10/12-bit HEIC ->
+    16-bit (AVIF: 8-bit, Pillow decodes no more). 32-bit integer and
     floating-point samples (modes "I" and "F" from 32-bit files, HDR data) are refused: mapping
     them to [0, 1] would need a tone-mapping decision srtool cannot make for the user. A PNG ICC
     profile that inflates to more than :data:`~srtool.imageio.png.MAX_ICC_BYTES` is dropped
     with a warning.
     """
-    path = Path(path)
+    result = _read(Path(path), max_pixels, animations=False)
+    assert isinstance(result, Picture)
+    return result
+
+
+def read_media(
+    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Picture | AnimationReader:
+    """Like :func:`read_image`, but an animated GIF, WebP or PNG (APNG) of several frames comes
+    back as an :class:`~srtool.imageio.animation.AnimationReader` that decodes one frame at a
+    time. ``max_pixels`` applies to each frame; all frames together may hold a quarter of it."""
+    return _read(Path(path), max_pixels, animations=True)
+
+
+def _read(path: Path, max_pixels: int | None, *, animations: bool) -> Picture | AnimationReader:
     file, size = _open_regular(path)
-    fmt = "image"
     with file, _warnings_to_debug(path.name):
-        try:
+        head = b""
+        with _read_errors(path, "image"):
             head = file.read(_HEAD_BYTES)
-            if not head:
-                raise ImageReadError(f"{path}: empty file (0 bytes)")
-            fmt = _sniff(head[:32])
-            if fmt is None:
-                raise ImageReadError(f"{path}: {_describe_unknown(head[:64])}")
+        if not head:
+            raise ImageReadError(f"{path}: empty file (0 bytes)")
+        fmt = _sniff(head[:64])
+        if fmt is None:
+            raise ImageReadError(f"{path}: {_describe_unknown(head[:64])}")
+        with _read_errors(path, fmt):
             _check_header(file, head, size, fmt, max_pixels)
             if size > len(head):
                 file.seek(0)
                 data = file.read(size)
             else:
                 data = head
+            animated = animations and maybe_animated(head, fmt)
             del head
+            if animated:
+                reader = open_animation(data, fmt, max_pixels)
+                if reader is not None:
+                    reader.path = path
+                    return reader
             return _decode(data, fmt, max_pixels, path.name)
-        except ImageReadError:
-            raise
-        except _Bad as exc:
-            raise ImageReadError(f"{path}: {exc}") from None
-        except Image.DecompressionBombError as exc:
-            raise ImageReadError(f"{path}: {first_line(exc)}") from None
-        except MemoryError:
-            raise ImageReadError(
-                f"{path}: not enough memory to decode this {fmt.upper()}"
-            ) from None
-        except OSError as exc:
-            if exc.errno is not None:  # the file system's error, not the decoder's
-                raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
-            raise ImageReadError(
-                f"{path}: corrupt or truncated {fmt.upper()} ({first_line(exc)})"
-            ) from exc
-        except (
-            ValueError,
-            SyntaxError,
-            EOFError,
-            struct.error,
-            IndexError,
-            KeyError,
-            TypeError,
-            ZeroDivisionError,
-            zlib.error,
-            ImageCms.PyCMSError,
-        ) as exc:
-            raise ImageReadError(
-                f"{path}: corrupt or truncated {fmt.upper()} ({first_line(exc)})"
-            ) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _open_regular(path: Path) -> tuple[BinaryIO, int]:
@@ -209,6 +214,23 @@ def _check_header(file: BinaryIO, head: bytes, size: int, fmt: str, max_pixels: 
     elif fmt == "webp":
         width, height = _webp_size(head)
         raw = width * height * 4
+    elif fmt == "gif":
+        if len(head) < 13:
+            raise _Bad("truncated GIF (the file ends inside the header)")
+        width, height = struct.unpack_from("<HH", head, 6)
+        raw = width * height
+    elif fmt in ("heic", "avif"):
+        found = _iso_size(head)
+        if found is None:  # the header lies after the image data: Pillow's lazy size decides
+            if size > FILE_METADATA_ALLOWANCE:
+                raise _Bad(f"no image size in the first 64 KiB of this {fmt.upper()}; not read")
+            return
+        width, height = found  # the coded size (padded; the decoder's crops it): the file bound
+        raw = width * height * 6
+        if not (width > 0 and height > 0):
+            raise _Bad(f"invalid image size {width}x{height} in the header")
+        # the exact size (clean aperture) is checked from the decoder's header before decoding
+        max_pixels = None if max_pixels is None else max_pixels + 128 * (width + height)
     elif fmt == "bmp":
         width, height, raw = _bmp_header(head)
     elif fmt == "jpeg":
@@ -216,6 +238,10 @@ def _check_header(file: BinaryIO, head: bytes, size: int, fmt: str, max_pixels: 
     else:
         width, height, raw = _tiff_header(file, size)
     _check_size(width, height, max_pixels)
+    if maybe_animated(head, fmt):  # the file holds up to the animation limit's worth of frames
+        total = animation_pixel_limit(max_pixels)
+        if total is not None:
+            raw *= max(total // max(width * height, 1), 1)
     limit = FILE_BYTES_PER_RAW_BYTE * raw + FILE_METADATA_ALLOWANCE
     if size > limit:
         raise _Bad(
@@ -299,6 +325,10 @@ def _skip_to_ff(file: BinaryIO, pos: int) -> int | None:
 def _decode(data: bytes, fmt: str, max_pixels: int | None, name: str = "") -> Picture:
     if fmt == "png":
         return _decode_png(data, max_pixels, name)
+    if fmt == "heic":
+        return _decode_heif(data, max_pixels)
+    if fmt == "avif":
+        return _decode_avif(data, max_pixels)
     if fmt == "webp":
         width, height = _webp_size(data)
         _check_size(width, height, max_pixels)
@@ -308,7 +338,12 @@ def _decode(data: bytes, fmt: str, max_pixels: int | None, name: str = "") -> Pi
             raise _Bad("this Pillow build cannot decode WebP") from None
         image = WebPImageFile(io.BytesIO(data))
     else:
-        factory = {"jpeg": JpegImageFile, "tiff": TiffImageFile, "bmp": BmpImageFile}[fmt]
+        factory = {
+            "jpeg": JpegImageFile,
+            "tiff": TiffImageFile,
+            "bmp": BmpImageFile,
+            "gif": GifImageFile,
+        }[fmt]
         image = factory(io.BytesIO(data))  # parses the header only
         _check_size(image.width, image.height, max_pixels)
     with image:

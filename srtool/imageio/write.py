@@ -19,15 +19,19 @@ from PIL import Image
 
 from srtool.atomic import atomic_output, atomic_write_bytes
 from srtool.errors import ImageWriteError, UsageError, first_line
+from srtool.imageio.animation import Animation, encode_animation, gif_frame
+from srtool.imageio.decode import _Bad
 from srtool.imageio.exif import _normalise_exif
 from srtool.imageio.formats import (
     _ALPHA_FORMATS,
     _EIGHT_BIT_FORMATS,
+    ANIMATION_FORMATS,
     DEFAULT_QUALITY,
     PNG_COMPRESS_LEVEL,
     _normalise_format,
     format_for_path,
 )
+from srtool.imageio.heif import _avif_image, _write_heif
 from srtool.imageio.opencv import _cv2
 from srtool.imageio.picture import Picture, to_8bit
 from srtool.imageio.png import _encode_png_grey_alpha16, _png_with_metadata
@@ -75,13 +79,51 @@ def write_image(
         log.debug("%s: ICC profile does not match the output colour space; not written", path)
     exif = _exif_for_write(picture.exif)
     try:
-        if pixels.dtype == np.uint16 and (pixels.shape[2] == 3 or alpha is not None):
+        if fmt == "heic":
+            q = DEFAULT_QUALITY if quality is None else quality
+            atomic_write_bytes(path, _write_heif(path, pixels, alpha, icc, exif, q))
+        elif pixels.dtype == np.uint16 and (pixels.shape[2] == 3 or alpha is not None):
             _write_cv2_16(path, fmt, pixels, alpha, icc, exif)
         else:
             _write_pillow(path, fmt, pixels, alpha, icc, exif, quality)
     except ImageWriteError:
         raise
     except (OSError, ValueError, TypeError, KeyError, struct.error, zlib.error) as exc:
+        raise ImageWriteError(f"{path}: cannot write {fmt.upper()} ({first_line(exc)})") from None
+
+
+def write_animation(
+    path: str | os.PathLike[str],
+    animation: Animation,
+    *,
+    format: str | None = None,
+    quality: int | None = None,
+) -> None:
+    """Encode an :class:`Animation` atomically as an animated GIF, WebP or PNG (APNG), from
+    ``format`` or the path's suffix; raises :class:`ImageWriteError` (also for a format that
+    cannot hold an animation)."""
+    path = Path(path)
+    fmt = _normalise_format(format) if format else format_for_path(path)
+    if quality is not None and not 1 <= quality <= 100:
+        raise UsageError(f"quality must be between 1 and 100, got {quality}")
+    if fmt not in ANIMATION_FORMATS:
+        raise ImageWriteError(
+            f"{path}: {fmt.upper()} cannot store an animation (GIF, WebP and PNG can)"
+        )
+    if not animation.frames:
+        raise ImageWriteError(f"{path}: an animation without frames")
+    animation = Animation(
+        animation.frames, animation.durations, animation.loop, fmt, animation.icc_profile
+    )
+    try:
+        with _quiet_stderr():
+            encoded = encode_animation(
+                animation, quality=DEFAULT_QUALITY if quality is None else quality
+            )
+        atomic_write_bytes(path, encoded)
+    except ImageWriteError:
+        raise
+    except (_Bad, OSError, ValueError, TypeError, KeyError, struct.error, zlib.error) as exc:
         raise ImageWriteError(f"{path}: cannot write {fmt.upper()} ({first_line(exc)})") from None
 
 
@@ -114,7 +156,7 @@ def _icc_fits(icc: bytes | None, channels: int, fmt: str) -> bool:
     if not icc or len(icc) < 20:
         return False
     space = icc[16:20]
-    written_channels = 3 if fmt == "webp" else channels
+    written_channels = 3 if fmt in ("webp", "heic", "avif") else channels
     return space == (b"GRAY" if written_channels == 1 else b"RGB ")
 
 
@@ -162,6 +204,17 @@ def _write_pillow(
             image = image.convert("RGBA" if image.mode == "LA" else "RGB")
         params.update(quality=q, lossless=q == 100, method=4)
         pil_format = "WEBP"
+    elif fmt == "avif":
+        image = _avif_image(image)
+        params.update(quality=q)
+        pil_format = "AVIF"
+    elif fmt == "gif":
+        image, transparent = gif_frame(image)
+        params.pop("exif", None)
+        params.pop("icc_profile", None)
+        if transparent:
+            params["transparency"] = image.info["transparency"]
+        pil_format = "GIF"
     elif fmt == "png":
         params.update(compress_level=PNG_COMPRESS_LEVEL)
         pil_format = "PNG"

@@ -24,7 +24,7 @@ __all__ = ["Job", "collect_jobs", "input_problem", "IGNORED_NAMES", "OUTPUT_FORM
 IGNORED_NAMES = frozenset(
     {"thumbs.db", "ehthumbs.db", "desktop.ini", ".ds_store", "__macosx", "@eadir", "$recycle.bin"}
 )
-OUTPUT_FORMATS = ("keep", "png", "jpg", "webp", "tiff")
+OUTPUT_FORMATS = ("keep", "png", "jpg", "webp", "tiff", "gif", "heic", "avif")
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,16 @@ def _matches(path: Path, relative: str, pattern: str | None, extensions: set[str
     return fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(path.name, pattern)
 
 
+def _left_out_kind(path: Path, pattern: str | None, extensions: set[str] | None) -> str:
+    """Why a file of the folder is not an input, as a kind for the summary."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        return f"unsupported format {suffix}" if suffix else "unsupported format (no suffix)"
+    return "not matching " + " / ".join(
+        option for option, given in (("--ext", extensions), ("--glob", pattern)) if given
+    )
+
+
 def collect_jobs(
     source: Path,
     output: Path,
@@ -147,6 +157,7 @@ def collect_jobs(
     extensions: set[str] | None = None,
     fmt: str = "keep",
     suffix: str = "",
+    unsupported: list[tuple[str, str]] | None = None,
 ) -> list[Job]:
     """Plan the batch: one ``Job`` per input image.
 
@@ -154,6 +165,11 @@ def collect_jobs(
     image suffix and is not an existing folder, else the folder to write into. Jobs whose output
     would collide with another job's, entries that are not regular files (FIFOs, devices, symlink
     loops) and sub-folders that cannot be read get a ``conflict`` reason and are reported, not run.
+    Files of a folder that are left out (every file but hidden and system ones: an unsupported
+    format, or not matching ``pattern``/``extensions``) are appended to ``unsupported`` as
+    (relative name, kind), e.g. ("a.psd", "unsupported format .psd"), so that nothing is left out
+    without a word. A single INPUT file with an OUTPUT whose suffix is not an image suffix is a
+    usage error (it would otherwise become a folder named like a file).
     Raises ``UsageError`` for a missing input, a ``suffix`` that is more than a name fragment, or
     when outputs would overwrite inputs.
     """
@@ -176,6 +192,16 @@ def collect_jobs(
     if source.is_file():
         if source.suffix.lower() not in SUPPORTED_SUFFIXES:
             raise UsageError(f"{source.name}: not a supported image type")
+        if (
+            output.suffix
+            and not output.is_dir()
+            and output.suffix.lower() not in SUPPORTED_SUFFIXES
+        ):
+            raise UsageError(
+                f"OUTPUT {output}: {output.suffix} is not an image type srtool writes "
+                f"({', '.join(sorted(SUPPORTED_SUFFIXES))}); give a file name with one of "
+                "these suffixes, or a folder"
+            )
         if output.suffix.lower() in SUPPORTED_SUFFIXES and not output.is_dir():
             target_fmt = format_for_path(output) if fmt == "keep" else _output_format(source, fmt)
             jobs = [Job(source, output, source.name, target_fmt)]
@@ -197,6 +223,8 @@ def collect_jobs(
                 jobs.append(Job(path, output / relative, f"{relative}/", "", conflict=reason))
                 continue
             if not _matches(path, relative, pattern, allowed):
+                if unsupported is not None:
+                    unsupported.append((relative, _left_out_kind(path, pattern, extensions)))
                 continue
             target = output / path.relative_to(source).parent / _output_name(path, fmt, suffix)
             jobs.append(Job(path, target, relative, _output_format(path, fmt), input_problem(path)))

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from srtool.errors import UsageError
-from srtool.imageio import Picture, as_float, from_float
+from srtool.imageio import Animation, AnimationReader, Picture, as_float, from_float
 from srtool.infer.upscaler import TileProgress, Upscaler
 from srtool.resize import imresize
 
@@ -42,6 +42,7 @@ __all__ = [
     "passes_for",
     "resize_high_quality",
     "tta_upscale",
+    "upscale_animation",
     "upscale_picture",
 ]
 
@@ -270,3 +271,27 @@ def upscale_picture(
         else:
             alpha = resize_high_quality(alpha, target, alpha=True)
     return replace(picture, pixels=colour, alpha=alpha)
+
+
+def upscale_animation(
+    animation: AnimationReader,
+    upscaler: Upscaler,
+    *,
+    on_frame: Callable[[int, int], None] | None = None,
+    **options: object,
+) -> Animation:
+    """Upscale every frame of an animation through :func:`upscale_picture` (same ``options``),
+    keeping each frame's duration, the loop count and the ICC profile.
+
+    Frames are decoded one at a time; the upscaled frames are kept as 8-bit samples (never as
+    float) until the file is encoded, so memory grows with the output's frames x pixels x 4 bytes,
+    which the animation pixel limit bounds. ``on_frame(done, total)`` follows the frames.
+    """
+    frames: list[Picture] = []
+    durations: list[int] = []
+    for index, (frame, duration) in enumerate(animation):
+        frames.append(upscale_picture(frame, upscaler, **options))  # type: ignore[arg-type]
+        durations.append(duration)
+        if on_frame is not None:
+            on_frame(index + 1, animation.frame_count)
+    return Animation(frames, durations, animation.loop, animation.format, animation.icc_profile)

@@ -28,9 +28,23 @@ from typing import Protocol
 
 from srtool.atomic import remove_stale_temporaries
 from srtool.errors import ImageReadError, SrtoolError, UsageError, first_line
-from srtool.imageio import DEFAULT_MAX_PIXELS, Picture, read_image, write_image
+from srtool.imageio import (
+    ANIMATION_FORMATS,
+    DEFAULT_MAX_PIXELS,
+    Animation,
+    AnimationReader,
+    Picture,
+    read_media,
+    write_animation,
+    write_image,
+)
 from srtool.infer.jobs import Job, input_problem
-from srtool.infer.picture import check_alpha_mode, check_outscale, upscale_picture
+from srtool.infer.picture import (
+    check_alpha_mode,
+    check_outscale,
+    upscale_animation,
+    upscale_picture,
+)
 from srtool.infer.upscaler import Upscaler
 
 __all__ = [
@@ -86,6 +100,15 @@ class BatchSummary:
     seconds: float = 0.0
     interrupted: bool = False
     not_processed: int = 0  # files an interrupted batch never reached
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (name, kind): not inputs
+
+    @property
+    def left_out_kinds(self) -> dict[str, list[str]]:
+        """The files of the input that were not upscaled, by kind ("unsupported format .psd")."""
+        kinds: dict[str, list[str]] = {}
+        for name, kind in self.left_out:
+            kinds.setdefault(kind, []).append(name)
+        return kinds
 
     def _count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -96,7 +119,7 @@ class BatchSummary:
 
     @property
     def skipped(self) -> int:
-        return self._count("skipped")
+        return self._count("skipped") + len(self.left_out)
 
     @property
     def failed(self) -> list[FileResult]:
@@ -149,14 +172,14 @@ class _NullObserver:
 @dataclass
 class _Decoded:
     job: Job
-    picture: Picture | None = None
+    picture: Picture | AnimationReader | None = None  # an animation is decoded frame by frame
     result: FileResult | None = None  # set when the file is finished before inference
 
 
 @dataclass
 class _Finished:
     job: Job
-    picture: Picture
+    picture: Picture | Animation
     started: float
 
 
@@ -327,7 +350,13 @@ def run_batch(
             problem = input_problem(job.source)  # (again: it may have changed since planning)
             if problem is not None:
                 return failed(problem)
-            return _Decoded(job, picture=read_image(job.source, max_pixels=options.max_pixels))
+            media = read_media(job.source, max_pixels=options.max_pixels)
+            if isinstance(media, AnimationReader) and job.format not in ANIMATION_FORMATS:
+                return failed(
+                    f"{job.source}: an animation ({media.frame_count} frames) cannot be written "
+                    f"as {job.format.upper()}; use --format keep, gif, webp or png"
+                )
+            return _Decoded(job, picture=media)
         except ImageReadError as exc:
             return failed(str(exc))
         except MemoryError:
@@ -349,7 +378,10 @@ def run_batch(
         try:
             job.target.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(job.target)
-            write_image(job.target, picture, format=job.format, quality=options.quality)
+            if isinstance(picture, Animation):
+                write_animation(job.target, picture, format=job.format, quality=options.quality)
+            else:
+                write_image(job.target, picture, format=job.format, quality=options.quality)
         except MemoryError:
             return FileResult(job, "failed", f"{job.target}: not enough memory to encode it")
         except Exception as exc:  # noqa: BLE001 - e.g. libtiff's RuntimeError on a full disk
@@ -358,12 +390,11 @@ def run_batch(
             if not isinstance(exc, (OSError, SrtoolError)):
                 reason = f"{job.target}: cannot write ({reason})"
             return FileResult(job, "failed", reason)
-        height, width = picture.pixels.shape[:2]
         return FileResult(
             job,
             "done",
             seconds=time.perf_counter() - item.started,
-            output_megapixels=height * width / 1e6,
+            output_megapixels=picture.megapixels,
         )
 
     def write_all() -> None:
@@ -395,18 +426,21 @@ def run_batch(
             picture = item.picture
             assert picture is not None
             with lock:
-                observer.file_started(item.job, picture.pixels.shape[1], picture.pixels.shape[0])
+                observer.file_started(item.job, picture.width, picture.height)
             started = time.perf_counter()
+            settings = dict(
+                outscale=options.outscale,
+                alpha_mode=options.alpha_mode,
+                tta=options.tta,
+                back_projection=options.back_projection,
+                on_tile=on_tile,
+            )
             try:
-                output = upscale_picture(
-                    picture,
-                    upscaler,
-                    outscale=options.outscale,
-                    alpha_mode=options.alpha_mode,
-                    tta=options.tta,
-                    back_projection=options.back_projection,
-                    on_tile=on_tile,
-                )
+                output: Picture | Animation
+                if isinstance(picture, AnimationReader):  # frame by frame, the same path
+                    output = upscale_animation(picture, upscaler, **settings)
+                else:
+                    output = upscale_picture(picture, upscaler, **settings)
             except SrtoolError as exc:
                 if isinstance(exc, UsageError):  # the model or the options, not this file
                     raise
