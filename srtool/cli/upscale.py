@@ -24,7 +24,9 @@ from srtool.infer import DEFAULT_OVERLAP
 
 @app.command()
 def upscale(
-    input: Annotated[Path, typer.Argument(help="An image file or a folder of images.")],
+    input: Annotated[
+        Path, typer.Argument(help="An image or video file, or a folder of images and videos.")
+    ],
     output: Annotated[
         Path, typer.Argument(help="Output folder (or output file when INPUT is a file).")
     ],
@@ -109,6 +111,22 @@ def upscale(
             "under bicubic downscaling.",
         ),
     ] = 0,
+    codec: Annotated[
+        str | None,
+        typer.Option(
+            help="Video codec: h264, h265, av1 or vp9 (default: H.264, or what the container "
+            "and this build allow)."
+        ),
+    ] = None,
+    crf: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=63,
+            help="Video constant quality, lower is better (default 18 for H.264, 20 H.265, "
+            "30 AV1/VP9).",
+        ),
+    ] = None,
     skip_existing: Annotated[
         bool, typer.Option("--skip-existing", help="Skip files whose output exists (resume).")
     ] = False,
@@ -139,9 +157,11 @@ def upscale(
             check_output_writable,
             run_batch,
         )
+        from srtool.infer.video import VideoOptions, describe_encoder
 
         tile_size = parse_tile(tile)
         check_outscale(outscale)
+        video = VideoOptions(codec=codec.lower() if codec else None, crf=crf)
         jobs = collect_jobs(
             input,
             output,
@@ -152,8 +172,11 @@ def upscale(
             suffix=suffix,
         )
         if not jobs:
-            raise UsageError(f"no supported images found in {input}")
+            raise UsageError(f"no supported images or videos found in {input}")
         check_output_writable(jobs, skip_existing=skip_existing)  # before the model loads
+        # which encoder the videos get (a UsageError when --codec has none in this build)
+        has_video = any(job.format == "video" and not job.conflict for job in jobs)
+        video_notice = (describe_encoder(video),) if has_video else ()
         plan = plan_upscale(
             model,
             scale=scale,
@@ -173,9 +196,10 @@ def upscale(
             max_pixels=max_pixels,
             tta=tta,
             back_projection=back_projection,
+            video=video,
         )
         if not quiet:
-            for notice in plan.notices:
+            for notice in (*plan.notices, *video_notice):
                 err_console.print(
                     f"[yellow]note:[/] {printable(notice)}", highlight=False, soft_wrap=True
                 )
