@@ -275,5 +275,5 @@ def test_output_file_suffixes(tmp_path: Path, tiny_model_x2: Path) -> None:
         assert image.format == "GIF" and image.size == (64, 48)
     result = run(str(src), str(tmp_path / "out" / "holiday.xyz"), "--model", str(tiny_model_x2))
     assert result.exit_code == 2
-    assert ".xyz is not an image type" in result.output
+    assert ".xyz is not an image or video type" in result.output
     assert not (tmp_path / "out" / "holiday.xyz").exists()

@@ -27,8 +27,8 @@ def upscale(
     input: Annotated[
         Path,
         typer.Argument(
-            help="An image file or a folder of images (PNG, JPEG, WebP, TIFF, BMP, GIF, "
-            "HEIC/HEIF, AVIF; animated GIF/WebP/PNG frame by frame)."
+            help="An image or video file, or a folder of them (PNG, JPEG, WebP, TIFF, BMP, GIF, "
+            "HEIC/HEIF, AVIF; animated GIF/WebP/PNG frame by frame; MP4, MKV, MOV, WebM, AVI)."
         ),
     ],
     output: Annotated[
@@ -126,6 +126,22 @@ def upscale(
             "under bicubic downscaling.",
         ),
     ] = 0,
+    codec: Annotated[
+        str | None,
+        typer.Option(
+            help="Video codec: h264, h265, av1 or vp9 (default: H.264, or what the container "
+            "and this build allow)."
+        ),
+    ] = None,
+    crf: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=63,
+            help="Video constant quality, lower is better (default 18 for H.264, 20 H.265, "
+            "30 AV1/VP9).",
+        ),
+    ] = None,
     skip_existing: Annotated[
         bool, typer.Option("--skip-existing", help="Skip files whose output exists (resume).")
     ] = False,
@@ -156,10 +172,12 @@ def upscale(
             check_output_writable,
             run_batch,
         )
+        from srtool.infer.video import VideoOptions, describe_encoder
 
         tile_size = parse_tile(tile)
         check_outscale(outscale)
         left_out: list[tuple[str, str]] = []  # files of the folder that are not inputs
+        video = VideoOptions(codec=codec.lower() if codec else None, crf=crf)
         jobs = collect_jobs(
             input,
             output,
@@ -173,8 +191,11 @@ def upscale(
         if not jobs:
             kinds = sorted({kind for _, kind in left_out})
             found = f" ({len(left_out)} other files: {'; '.join(kinds)})" if left_out else ""
-            raise UsageError(f"no supported images found in {input}{found}")
+            raise UsageError(f"no supported images or videos found in {input}{found}")
         check_output_writable(jobs, skip_existing=skip_existing)  # before the model loads
+        # which encoder the videos get (a UsageError when --codec has none in this build)
+        has_video = any(job.format == "video" and not job.conflict for job in jobs)
+        video_notice = (describe_encoder(video),) if has_video else ()
         plan = plan_upscale(
             model,
             scale=scale,
@@ -194,9 +215,10 @@ def upscale(
             max_pixels=max_pixels,
             tta=tta,
             back_projection=back_projection,
+            video=video,
         )
         if not quiet:
-            for notice in plan.notices:
+            for notice in (*plan.notices, *video_notice):
                 err_console.print(
                     f"[yellow]note:[/] {printable(notice)}", highlight=False, soft_wrap=True
                 )

@@ -52,6 +52,9 @@ class PlainObserver:
     def tiles_done(self, done: int, total: int) -> None:
         pass
 
+    def frames_done(self, done: int, total: int | None) -> None:
+        pass
+
     def file_finished(self, result: FileResult) -> None:
         self.count += 1
         if result.status == "failed":
@@ -61,7 +64,8 @@ class PlainObserver:
             if result.status == "done":
                 console.print(
                     f"{where} done {_text(result.job.name)} -> {_text(result.job.target)} "
-                    f"({result.output_megapixels:.2f} MPix, {result.seconds:.2f} s)",
+                    f"({_video_stats(result)}{result.output_megapixels:.2f} MPix, "
+                    f"{result.seconds:.2f} s)",
                     highlight=False,
                     soft_wrap=True,
                 )
@@ -92,6 +96,7 @@ class RichObserver:
         self.tiles: TaskID | None = None
         self.started = time.perf_counter()
         self.megapixels = 0.0
+        self.file_started_at = self.started
 
     def __enter__(self) -> RichObserver:
         self.progress.start()
@@ -107,17 +112,25 @@ class RichObserver:
 
     def file_started(self, job: Job, width: int, height: int) -> None:
         assert self.tiles is not None
+        self.file_started_at = time.perf_counter()
         self.progress.update(
             self.tiles,
             description=_text(_shorten(job.name)),
             completed=0,
             total=1,
+            rate="",
             visible=True,
         )
 
     def tiles_done(self, done: int, total: int) -> None:
         assert self.tiles is not None
         self.progress.update(self.tiles, completed=done, total=total)
+
+    def frames_done(self, done: int, total: int | None) -> None:
+        """A video's progress, in frames, on the bar that shows an image's tiles."""
+        assert self.tiles is not None
+        rate = done / max(time.perf_counter() - self.file_started_at, 1e-9)
+        self.progress.update(self.tiles, completed=done, total=total, rate=f"{rate:.1f} frames/s")
 
     def file_finished(self, result: FileResult) -> None:
         assert self.files is not None
@@ -126,6 +139,14 @@ class RichObserver:
         self.progress.update(self.files, advance=1, rate=f"{rate:.2f} MPix/s")
         if result.status == "failed":
             self.progress.console.print(_failure_line(result), highlight=False)
+
+
+def _video_stats(result: FileResult) -> str:
+    """``12 frames, 24.5 frames/s, libx264, `` for a video's done line; empty for an image."""
+    if not result.frames:
+        return ""
+    rate = result.frames / max(result.seconds, 1e-9)
+    return f"{result.frames} frames, {rate:.1f} frames/s, {_text(result.encoder)}, "
 
 
 def _shorten(name: str, width: int = 40) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from srtool.errors import UsageError
 from srtool.imageio import SUPPORTED_SUFFIXES, format_for_path, suffix_for_format
+from srtool.infer.video import VIDEO_SUFFIXES, is_video
 
 __all__ = ["Job", "collect_jobs", "input_problem", "IGNORED_NAMES", "OUTPUT_FORMATS"]
 
@@ -35,7 +36,7 @@ class Job:
     source: Path
     target: Path
     name: str  # the source path relative to the input, for messages
-    format: str  # output format: png, jpeg, webp, tiff or bmp
+    format: str  # output format: png, jpeg, webp, tiff or bmp; "video" for a video file
     conflict: str | None = None  # why this job cannot run (set when planning)
 
 
@@ -44,13 +45,18 @@ def _ignored(name: str) -> bool:
 
 
 def _output_format(source: Path, fmt: str) -> str:
+    if is_video(source):  # --format is for images: a video stays in its container
+        return "video"
     if fmt == "keep":
         return format_for_path(source)
     return format_for_path(Path("x." + fmt))
 
 
 def _output_name(source: Path, fmt: str, suffix: str) -> str:
-    ext = source.suffix if fmt == "keep" else suffix_for_format(_output_format(source, fmt))
+    if fmt == "keep" or is_video(source):
+        ext = source.suffix
+    else:
+        ext = suffix_for_format(_output_format(source, fmt))
     return f"{source.stem}{suffix}{ext}"
 
 
@@ -179,30 +185,37 @@ def collect_jobs(
     if not source.exists():
         raise UsageError(f"input not found: {source}")
     allowed = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions or ()}
-    allowed = allowed or set(SUPPORTED_SUFFIXES)
-    unknown = allowed - set(SUPPORTED_SUFFIXES)
+    known = SUPPORTED_SUFFIXES | VIDEO_SUFFIXES
+    allowed = allowed or set(known)
+    unknown = allowed - known
     if unknown:
         raise UsageError(
             f"unsupported extension(s) {', '.join(sorted(unknown))}; "
-            f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
+            f"supported: {', '.join(sorted(known))}"
         )
 
     if not source.is_dir() and not source.is_file():
         raise UsageError(f"{source}: {input_problem(source) or 'not a file or a folder'}")
     if source.is_file():
-        if source.suffix.lower() not in SUPPORTED_SUFFIXES:
-            raise UsageError(f"{source.name}: not a supported image type")
-        if (
-            output.suffix
-            and not output.is_dir()
-            and output.suffix.lower() not in SUPPORTED_SUFFIXES
-        ):
+        if source.suffix.lower() not in known:
+            raise UsageError(f"{source.name}: not a supported image or video type")
+        if is_video(source) and output.suffix.lower() in SUPPORTED_SUFFIXES:
             raise UsageError(
-                f"OUTPUT {output}: {output.suffix} is not an image type srtool writes "
-                f"({', '.join(sorted(SUPPORTED_SUFFIXES))}); give a file name with one of "
-                "these suffixes, or a folder"
+                f"{source.name} is a video: its output must be a video file or a folder"
             )
-        if output.suffix.lower() in SUPPORTED_SUFFIXES and not output.is_dir():
+        if not is_video(source) and is_video(output):
+            raise UsageError(
+                f"{source.name} is an image: its output must be an image file or a folder"
+            )
+        if output.suffix and not output.is_dir() and output.suffix.lower() not in known:
+            raise UsageError(
+                f"OUTPUT {output}: {output.suffix} is not an image or video type srtool writes "
+                f"({', '.join(sorted(known))}); give a file name with one of these suffixes, "
+                "or a folder"
+            )
+        if is_video(source) and is_video(output) and not output.is_dir():
+            jobs = [Job(source, output, source.name, "video")]
+        elif output.suffix.lower() in SUPPORTED_SUFFIXES and not output.is_dir():
             target_fmt = format_for_path(output) if fmt == "keep" else _output_format(source, fmt)
             jobs = [Job(source, output, source.name, target_fmt)]
         else:

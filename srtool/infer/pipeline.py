@@ -4,7 +4,8 @@ Three stages overlap: a reader thread decodes the next images, the calling threa
 network, and a writer thread encodes and atomically writes finished images. Bounded queues keep
 memory flat however many files there are. A file that fails (corrupt, unreadable, unwritable, or
 any unexpected error while decoding or encoding it, a full disk included) is reported and the
-batch goes on.
+batch goes on. A video file is streamed frame by frame on the calling thread instead
+(:mod:`srtool.infer.video`: its own decoder thread, frames encoded as they are upscaled).
 
 The batch never hangs on a worker: should the reader or the writer thread die all the same, the
 main thread notices at its next poll, reports every file not finished as failed and returns the
@@ -46,6 +47,7 @@ from srtool.infer.picture import (
     upscale_picture,
 )
 from srtool.infer.upscaler import Upscaler
+from srtool.infer.video import VideoOptions, is_video
 
 __all__ = [
     "BatchOptions",
@@ -76,6 +78,7 @@ class BatchOptions:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     tta: bool = False
     back_projection: int = 0
+    video: VideoOptions = VideoOptions()  # --codec and --crf, for video files
 
     def __post_init__(self) -> None:
         # now, not at the first file: all may be skipped
@@ -92,6 +95,8 @@ class FileResult:
     reason: str = ""
     seconds: float = 0.0
     output_megapixels: float = 0.0
+    frames: int = 0  # of a video
+    encoder: str = ""  # of a video
 
 
 @dataclass
@@ -152,6 +157,8 @@ class BatchObserver(Protocol):
 
     def tiles_done(self, done: int, total: int) -> None: ...
 
+    def frames_done(self, done: int, total: int | None) -> None: ...
+
     def file_finished(self, result: FileResult) -> None: ...
 
 
@@ -165,6 +172,9 @@ class _NullObserver:
     def tiles_done(self, done: int, total: int) -> None:
         pass
 
+    def frames_done(self, done: int, total: int | None) -> None:
+        pass
+
     def file_finished(self, result: FileResult) -> None:
         pass
 
@@ -174,6 +184,7 @@ class _Decoded:
     job: Job
     picture: Picture | AnimationReader | None = None  # an animation is decoded frame by frame
     result: FileResult | None = None  # set when the file is finished before inference
+    video: bool = False  # a video file: decoded, upscaled and encoded as it streams
 
 
 @dataclass
@@ -350,6 +361,8 @@ def run_batch(
             problem = input_problem(job.source)  # (again: it may have changed since planning)
             if problem is not None:
                 return failed(problem)
+            if is_video(job.source):
+                return _Decoded(job, video=True)
             media = read_media(job.source, max_pixels=options.max_pixels)
             if isinstance(media, AnimationReader) and job.format not in ANIMATION_FORMATS:
                 return failed(
@@ -423,6 +436,9 @@ def run_batch(
             if item.result is not None:
                 report(item.result)
                 continue
+            if item.video:
+                report(_run_video(item.job, upscaler, options, observer, lock))
+                continue
             picture = item.picture
             assert picture is not None
             with lock:
@@ -484,3 +500,70 @@ def _unfinished_reason(reader: _Stage, writer: _Stage) -> str:
     if reader.alive:
         return "not processed: reading did not finish"
     return "not processed"
+
+
+def _run_video(
+    job: Job,
+    upscaler: Upscaler,
+    options: BatchOptions,
+    observer: BatchObserver,
+    lock: threading.Lock,
+) -> FileResult:
+    """One video file, streamed frame by frame (see :mod:`srtool.infer.video`)."""
+    from srtool.infer.picture import output_size
+    from srtool.infer.video import upscale_video
+
+    started = time.perf_counter()
+    frames_done = getattr(observer, "frames_done", None)
+    announced = False
+
+    def upscale_frame(rgb):  # noqa: ANN001, ANN202
+        nonlocal announced
+        if not announced:
+            with lock:
+                observer.file_started(job, rgb.shape[1], rgb.shape[0])
+            announced = True
+        picture = upscale_picture(
+            Picture(rgb),
+            upscaler,
+            outscale=options.outscale,
+            tta=options.tta,
+            back_projection=options.back_projection,
+        )
+        return picture.pixels
+
+    def on_frame(done: int, total: int | None) -> None:
+        if frames_done is not None:
+            with lock:
+                frames_done(done, total)
+
+    def out_size(height: int, width: int) -> tuple[int, int]:
+        return output_size(height, width, upscaler.scale, options.outscale)
+
+    try:
+        video = upscale_video(
+            job.source,
+            job.target,
+            upscale_frame,
+            out_size,
+            options.video,
+            max_pixels=options.max_pixels,
+            on_frame=on_frame,
+        )
+    except UsageError:
+        raise  # the model or the options, not this file
+    except SrtoolError as exc:
+        return FileResult(job, "failed", str(exc))
+    except MemoryError:
+        return FileResult(job, "failed", "not enough memory for this video")
+    except Exception as exc:  # noqa: BLE001 - a decoder's, an encoder's or the disk's error
+        log.debug("upscaling video %s failed", job.source, exc_info=True)
+        return FileResult(job, "failed", f"{job.source}: {_reason(exc)}")
+    return FileResult(
+        job,
+        "done",
+        seconds=time.perf_counter() - started,
+        output_megapixels=video.frames * video.width * video.height / 1e6,
+        frames=video.frames,
+        encoder=video.encoder,
+    )
