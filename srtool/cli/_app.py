@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 import typer
@@ -191,3 +191,20 @@ def cli_errors(verbose: bool) -> Iterator[None]:
             soft_wrap=True,
         )
         raise typer.Exit(1) from None
+
+
+@contextlib.contextmanager
+def download_bar(description: str, quiet: bool) -> Iterator[Callable[[int, int | None], None]]:
+    """A transient Rich download bar; yields the ``progress(done, total)`` callback to pass on."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn())
+    with Progress(
+        *columns, TransferSpeedColumn(), console=console, disable=quiet, transient=True
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def report(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from srtool.cli._app import QuietOption, VerboseOption, app, cli_errors, console, setup_logging
+from srtool.cli._app import (
+    QuietOption,
+    VerboseOption,
+    app,
+    cli_errors,
+    console,
+    download_bar,
+    setup_logging,
+)
 
 data_app = typer.Typer(
     help="Known datasets: list them, download and checksum-verify them.",
@@ -83,27 +91,12 @@ def fetch(
     quiet: QuietOption = False,
 ) -> None:
     """Download datasets, verify their checksums and install them under the data root."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
     from srtool import datasets
 
     setup_logging(verbose, quiet)
     with cli_errors(verbose):
         for name in names:
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                console=console,
-                disable=quiet,
-                transient=True,
-            ) as bar:
-                task = bar.add_task(f"fetching {name}", total=None)
-
-                def report(done: int, total: int | None, task: int = task) -> None:
-                    bar.update(task, completed=done, total=total)
-
+            with download_bar(f"fetching {name}", quiet) as report:
                 folder = datasets.fetch(
                     name,
                     data_root,

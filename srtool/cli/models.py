@@ -12,6 +12,7 @@ from srtool.cli._app import (
     app,
     cli_errors,
     console,
+    download_bar,
     printable,
     setup_logging,
 )
@@ -111,26 +112,11 @@ def add(
 ) -> None:
     """Fetch or take a model file, verify it, convert it to ONNX once and cache it (needs
     the train extra, torch, for the conversion; the cached model then runs without it)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
     from srtool.infer.modelcache import add_model
 
     setup_logging(verbose, quiet)
     with cli_errors(verbose):
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=console,
-            disable=quiet,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("fetching", total=None)
-
-            def report(done: int, total: int | None) -> None:
-                bar.update(task, completed=done, total=total)
-
+        with download_bar("fetching", quiet) as report:
             result = add_model(source, sha256=sha256, name=name, timeout=timeout, progress=report)
         if quiet:
             return

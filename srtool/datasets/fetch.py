@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import logging
 import os
 import secrets
@@ -20,9 +19,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from srtool.cache import CHUNK, ProgressFn, download
 from srtool.datasets.checksums import verify_folder
 from srtool.datasets.registry import (
-    CHUNK,
     DOWNLOADS,
     MAX_EXTRACTED_BYTES,
     Dataset,
@@ -38,40 +37,6 @@ from srtool.hashing import file_digest
 from srtool.imageio import list_images
 
 log = logging.getLogger("srtool")
-
-ProgressFn = Callable[[int, int | None], None]
-
-
-def _download(
-    url: str, dest_dir: Path, *, timeout: float, progress: ProgressFn | None
-) -> tuple[Path, str, str]:
-    """Stream ``url`` into a temporary file in ``dest_dir``; returns (path, sha256, md5)."""
-    sha, md5 = hashlib.sha256(), hashlib.md5()  # noqa: S324
-    fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=dest_dir)
-    tmp = Path(tmp_name)
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": "srtool"})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            done = 0
-            while chunk := resp.read(CHUNK):
-                out.write(chunk)
-                sha.update(chunk)
-                md5.update(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-        if total is not None and done != total:
-            raise DataError(f"download of {url} stopped after {done} of {total} bytes")
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        tmp.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
-        raise DataError(f"could not download {url}: {reason}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp, sha.hexdigest(), md5.hexdigest()
 
 
 def _safe_relative(name: str) -> PurePosixPath | None:
@@ -212,7 +177,9 @@ def _fetch_into(
     if archive.is_file() and (force or (expected and file_digest(archive) != expected)):
         archive.unlink()
     if not archive.is_file():
-        tmp, got, _ = _download(source.url, downloads, timeout=timeout, progress=progress)
+        tmp, got = download(
+            source.url, downloads, timeout=timeout, progress=progress, prefix=".part-"
+        )
         if expected and got != expected:
             tmp.unlink(missing_ok=True)
             raise DataError(

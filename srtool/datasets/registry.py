@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from srtool.cache import user_cache_dir
 from srtool.errors import DataError
 from srtool.imageio import list_images
 
 log = logging.getLogger("srtool")
 
 DOWNLOADS = ".downloads"
-CHUNK = 1 << 20
 # A guard against archive bombs: no known dataset comes near this once extracted.
 MAX_EXTRACTED_BYTES = 64 << 30
 
@@ -249,13 +248,7 @@ def get(name: str) -> Dataset:
 
 def default_data_root() -> Path:
     """The per-user cache folder for datasets, by platform convention."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-        return base / "srtool" / "Cache" / "data"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "srtool" / "data"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "srtool" / "data"
+    return user_cache_dir("data")
 
 
 def resolve_root(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -17,20 +17,18 @@ while hashing it, and checks the SHA-256 when one is given or the catalogue pins
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from srtool.cache import ProgressFn, download, user_cache_dir
 from srtool.errors import DataError, ModelError, UsageError, require_train_extra
 from srtool.hashing import file_digest
 
@@ -52,7 +50,6 @@ log = logging.getLogger("srtool")
 TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 INFO_FILE = "model.json"
 MODEL_FILE = "model.onnx"
-CHUNK = 1 << 20
 KEY_CHARS = 16
 
 
@@ -136,13 +133,7 @@ class CachedModel:
 
 def default_cache_root() -> Path:
     """The per-user cache folder for converted models, by platform convention."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-        return base / "srtool" / "Cache" / "models"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "srtool" / "models"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "srtool" / "models"
+    return user_cache_dir("models")
 
 
 def cache_root() -> Path:
@@ -287,45 +278,9 @@ def _rename(entry: CachedModel, name: str) -> CachedModel:
 
 # ----------------------------------------------------------------------------- models add
 
-ProgressFn = Callable[[int, int | None], None]
-
 
 def _is_url(text: str) -> bool:
     return urllib.parse.urlsplit(text).scheme in ("http", "https")
-
-
-def _download(
-    url: str, dest_dir: Path, suffix: str, timeout: float, progress: ProgressFn | None
-) -> tuple[Path, str]:
-    """Stream ``url`` into a temporary file in ``dest_dir``; returns (path, sha256)."""
-    import urllib.error
-    import urllib.request
-
-    digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(prefix=".download-", suffix=suffix, dir=dest_dir)
-    tmp = Path(tmp_name)
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": "srtool"})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            done = 0
-            while chunk := resp.read(CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-        if total is not None and done != total:
-            raise DataError(f"download of {url} stopped after {done} of {total} bytes")
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        tmp.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
-        raise DataError(f"could not download {url}: {reason}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp, digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -400,7 +355,7 @@ def add_model(
         suffix = ".pth"
     stem = Path(urllib.parse.urlsplit(url).path).stem or "model"
     root.mkdir(parents=True, exist_ok=True)
-    tmp, actual = _download(url, root, suffix, timeout, progress)
+    tmp, actual = download(url, root, timeout=timeout, progress=progress, suffix=suffix)
     try:
         _verify(actual, expected, url)
         model, converted = convert_cached(tmp, name=name or stem, source=url, sha256=actual)
