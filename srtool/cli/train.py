@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -33,7 +34,12 @@ def _fmt_s(seconds: float) -> str:
 
 
 class _ProgressView:
-    """Rich progress bar: step, it/s, patches/s, losses, validation PSNR, ETA."""
+    """Rich progress bar: step, it/s, patches/s, losses, validation PSNR, ETA.
+
+    It moves on every step (``progress`` events, at most ``1 / min_interval`` redraws a second);
+    the losses and speeds shown are those of the last log interval (``step`` events)."""
+
+    min_interval = 0.1  # seconds between two per-step updates
 
     def __init__(self, quiet: bool) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -53,6 +59,8 @@ class _ProgressView:
         )
         self.task = None
         self.val = ""
+        self.last_update = float("-inf")
+        self.updates = 0  # per-step updates made (for tests)
 
     def __enter__(self) -> _ProgressView:
         self.progress.__enter__()
@@ -95,6 +103,17 @@ class _ProgressView:
                 losses=losses,
                 eta=_fmt_s(v["eta_s"]),
             )
+        elif event.kind == "progress":
+            now = time.monotonic()
+            if self.task is None or (
+                now - self.last_update < self.min_interval and event.step < event.total
+            ):
+                return
+            self.last_update = now
+            self.updates += 1
+            eta = event.values.get("eta_s")
+            fields = {} if eta is None else {"eta": _fmt_s(eta)}
+            p.update(self.task, completed=event.step, **fields)
         elif event.kind == "val":
             v = event.values
             self.val = f"val {v['val_psnr']:.2f} dB" + (" *" if v["improved"] else "")
