@@ -239,3 +239,21 @@ def test_bad_settings_are_usage_errors_before_any_image_is_loaded(
     assert text.count("error:") == 1 and "Traceback" not in text, res.output
     assert "training images were loaded" not in text
     assert not marker.exists()
+
+
+def test_progress_view_rate_limits_per_step_updates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-step events redraw at most ~10 times a second, and the last step always shows."""
+    from srtool.cli import train as train_cli
+    from srtool.train.loop import TrainEvent
+
+    clock = [0.0]
+    monkeypatch.setattr(train_cli.time, "monotonic", lambda: clock[0])
+    view = train_cli._ProgressView(quiet=True)
+    with view:
+        view(TrainEvent("start", 0, 100, {"device": "cpu", "amp": "off", "world_size": 1,
+                                          "train_images": 1, "val_images": 0}))  # fmt: skip
+        for step in range(1, 101):
+            clock[0] += 0.01  # 100 steps a second
+            view(TrainEvent("progress", step, 100, {"eta_s": (100 - step) * 0.01}))
+        assert 10 <= view.updates <= 12
+        assert view.progress.tasks[0].completed == 100

@@ -510,3 +510,31 @@ def test_state_without_checksum_still_loads(tmp_path: Path, caplog) -> None:
     with caplog.at_level("WARNING", logger="srtool"):
         assert load_train_state(path)["step"] == 3
     assert "no checksum" in caplog.text
+
+
+def test_progress_moves_every_step_between_log_intervals(t91: Path, tmp_path: Path) -> None:
+    """With log_every=10, the bar still gets an update on each of the 20 steps."""
+    from srtool.cli.train import _ProgressView
+
+    events = []
+    recipe = load_recipe(
+        None,
+        BASE
+        + ["train.steps=20", "train.log_every=10", "train.val_every=20", "train.save_every=20"],
+    )
+    view = _ProgressView(quiet=True)
+    view.min_interval = 0.0  # no rate limit: every event counts
+
+    def both(event) -> None:
+        events.append(event)
+        view(event)
+
+    with view:
+        train(recipe, data=[str(t91)], out_dir=tmp_path / "run", device="cpu", progress=both)
+    progress = [e for e in events if e.kind == "progress"]
+    assert [e.step for e in progress] == list(range(1, 21))
+    assert all(e.total == 20 for e in progress)
+    assert all(e.values["eta_s"] is None or e.values["eta_s"] >= 0 for e in progress)
+    assert [e.step for e in events if e.kind == "step"] == [10, 20]
+    assert view.updates >= 20
+    assert view.progress.tasks[0].completed == 20

@@ -33,7 +33,7 @@ DataRootOption = Annotated[
 ]
 
 
-@data_app.command("list")
+@data_app.command("list", epilog="Example: srtool data list --data-root data")
 def list_datasets(data_root: DataRootOption = None, verbose: VerboseOption = False) -> None:
     """List known datasets, where each would live, and whether it is there."""
     from rich.table import Table
@@ -73,7 +73,7 @@ def list_datasets(data_root: DataRootOption = None, verbose: VerboseOption = Fal
             )
 
 
-@data_app.command("fetch")
+@data_app.command("fetch", epilog="Example: srtool data fetch Set5 Set14 --data-root data")
 def fetch(
     names: Annotated[list[str], typer.Argument(help="Dataset names (see `srtool data list`).")],
     data_root: DataRootOption = None,
@@ -112,7 +112,7 @@ def fetch(
                 console.print(f"[green]{label}[/] in {folder}: {result.summary()}")
 
 
-@data_app.command("verify")
+@data_app.command("verify", epilog="Example: srtool data verify Set5 BSD100 --data-root data")
 def verify(
     names: Annotated[list[str], typer.Argument(help="Dataset names (see `srtool data list`).")],
     data_root: DataRootOption = None,

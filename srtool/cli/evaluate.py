@@ -35,6 +35,7 @@ def evaluate(
             "-b",
             help="Benchmarks by name, comma-separated or repeated: Set5, Set14, BSD100, "
             "Urban100, Manga109, DIV2K-valid (see `srtool data list`).",
+            rich_help_panel="Benchmarks and data",
         ),
     ] = None,
     model: Annotated[
@@ -46,12 +47,14 @@ def evaluate(
             "a .pth/.safetensors file or srtool checkpoint (converted once and cached; needs "
             "torch), or a baseline: bicubic, lanczos, nearest. The bicubic row is always "
             "present. Default: the shipped model for the scale.",
+            rich_help_panel="Models",
         ),
     ] = None,
     scale: Annotated[
         int | None,
         typer.Option(
-            help="Scale factor (default: the models' scale, else that of --lr images, else 4)."
+            help="Scale factor (default: the models' scale, else that of --lr images, else 4).",
+            rich_help_panel="Models",
         ),
     ] = None,
     data_root: Annotated[
@@ -60,56 +63,105 @@ def evaluate(
             help="Folder holding the benchmarks "
             "(default: $SRTOOL_DATA, else the user cache folder).",
             show_default=False,
+            rich_help_panel="Benchmarks and data",
         ),
     ] = None,
     hr: Annotated[
-        Path | None, typer.Option(help="Evaluate on any folder of HR images.", show_default=False)
+        Path | None,
+        typer.Option(
+            help="Evaluate on any folder of HR images.",
+            show_default=False,
+            rich_help_panel="Benchmarks and data",
+        ),
     ] = None,
     lr: Annotated[
         Path | None,
         typer.Option(
             help="With --hr: use these LR images (matched by file name) instead of making them.",
             show_default=False,
+            rich_help_panel="Benchmarks and data",
         ),
     ] = None,
-    rgb: Annotated[bool, typer.Option("--rgb", help="Also report PSNR/SSIM on RGB.")] = False,
+    rgb: Annotated[
+        bool, typer.Option("--rgb", help="Also report PSNR/SSIM on RGB.", rich_help_panel="Scores")
+    ] = False,
     ms_ssim: Annotated[
-        bool, typer.Option("--ms-ssim/--no-ms-ssim", help="Report MS-SSIM-Y.")
+        bool,
+        typer.Option("--ms-ssim/--no-ms-ssim", help="Report MS-SSIM-Y.", rich_help_panel="Scores"),
     ] = True,
     lpips: Annotated[
         bool,
-        typer.Option("--lpips", help="Report LPIPS (needs torch, lpips and cached weights)."),
+        typer.Option(
+            "--lpips",
+            help="Report LPIPS (needs torch, lpips and cached weights).",
+            rich_help_panel="Scores",
+        ),
     ] = False,
     per_image: Annotated[
-        bool, typer.Option("--per-image", help="Show (and write) scores for every image.")
+        bool,
+        typer.Option(
+            "--per-image", help="Show (and write) scores for every image.", rich_help_panel="Scores"
+        ),
     ] = False,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the full report as JSON.")
+        Path | None,
+        typer.Option(
+            "--json", help="Write the full report as JSON.", rich_help_panel="Output files"
+        ),
     ] = None,
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write scores as CSV.")] = None,
+    csv_path: Annotated[
+        Path | None,
+        typer.Option("--csv", help="Write scores as CSV.", rich_help_panel="Output files"),
+    ] = None,
     markdown: Annotated[
-        Path | None, typer.Option("--markdown", help="Write a Markdown table for a model card.")
+        Path | None,
+        typer.Option(
+            "--markdown",
+            help="Write a Markdown table for a model card.",
+            rich_help_panel="Output files",
+        ),
     ] = None,
     save_images: Annotated[
         Path | None,
-        typer.Option(help="Write SR images and a comparison sheet per image into this folder."),
+        typer.Option(
+            help="Write SR images and a comparison sheet per image into this folder.",
+            rich_help_panel="Output files",
+        ),
     ] = None,
     tta: Annotated[
-        bool, typer.Option("--tta", help="Add rows with the x8 self-ensemble (flips/rotations).")
+        bool,
+        typer.Option(
+            "--tta",
+            help="Add rows with the x8 self-ensemble (flips/rotations).",
+            rich_help_panel="Enhancements",
+        ),
     ] = False,
     back_projection: Annotated[
         int,
         typer.Option(
-            "--back-projection", min=0, help="Add rows with N iterations of back-projection."
+            "--back-projection",
+            min=0,
+            help="Add rows with N iterations of back-projection.",
+            rich_help_panel="Enhancements",
         ),
     ] = 0,
     download: Annotated[
         bool,
-        typer.Option("--download", help="Fetch missing benchmarks (checksum-verified) first."),
+        typer.Option(
+            "--download",
+            help="Fetch missing benchmarks (checksum-verified) first.",
+            rich_help_panel="Benchmarks and data",
+        ),
     ] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel="Performance")
+    ] = "auto",
     tile: Annotated[
-        str, typer.Option(help="Tile size in LR pixels, 0 for whole images, or auto.")
+        str,
+        typer.Option(
+            help="Tile size in LR pixels, 0 for whole images, or auto.",
+            rich_help_panel="Performance",
+        ),
     ] = "auto",
     verbose: VerboseOption = False,
     quiet: QuietOption = False,

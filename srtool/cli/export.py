@@ -70,7 +70,7 @@ def _format_from_suffix(output: Path) -> str:
     return {".safetensors": "safetensors", ".pth": "pth", ".pt": "pth"}.get(suffix, "onnx")
 
 
-@app.command()
+@app.command(epilog="Example: srtool export runs/demo -o out/demo.onnx --fp16")
 def export(
     source: Annotated[
         Path,
@@ -80,7 +80,13 @@ def export(
         ),
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="The file to write (.onnx, or see --format).")
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="The file to write (.onnx, or see --format).",
+            rich_help_panel="Output",
+        ),
     ],
     fmt: Annotated[
         str | None,
@@ -91,11 +97,16 @@ def export(
             "that spandrel, chaiNNer and ComfyUI load (default: from the output's suffix, "
             "else onnx).",
             show_default=False,
+            rich_help_panel="Output",
         ),
     ] = None,
     fp16: Annotated[
         bool,
-        typer.Option("--fp16", help="Also write OUT.fp16.onnx (fp16 weights, fp32 I/O) for GPUs."),
+        typer.Option(
+            "--fp16",
+            help="Also write OUT.fp16.onnx (fp16 weights, fp32 I/O) for GPUs.",
+            rich_help_panel="Output",
+        ),
     ] = False,
     int8: Annotated[
         Path | None,
@@ -103,6 +114,7 @@ def export(
             "--int8",
             metavar="CALIB_DIR",
             help="Also write OUT.int8.onnx (static int8, for CPUs) calibrated on these photos.",
+            rich_help_panel="Quantisation (int8)",
         ),
     ] = None,
     int8_eval: Annotated[
@@ -112,6 +124,7 @@ def export(
             metavar="HR_DIR",
             help="HR images to measure the int8 PSNR cost and speed-up on, e.g. Set5 "
             "(default: the calibration folder).",
+            rich_help_panel="Quantisation (int8)",
         ),
     ] = None,
     int8_max_loss: Annotated[
@@ -120,23 +133,35 @@ def export(
             "--int8-max-loss",
             min=0.0,
             help="Keep the int8 model only if it loses at most this many dB PSNR-Y.",
+            rich_help_panel="Quantisation (int8)",
         ),
     ] = 0.05,
-    opset: Annotated[int, typer.Option("--opset", min=17, help="ONNX opset version.")] = 17,
+    opset: Annotated[
+        int, typer.Option("--opset", min=17, help="ONNX opset version.", rich_help_panel="Output")
+    ] = 17,
     exporter: Annotated[
         str,
         typer.Option(
-            "--exporter", help="dynamo (torch.export based) or torchscript (legacy tracer)."
+            "--exporter",
+            help="dynamo (torch.export based) or torchscript (legacy tracer).",
+            rich_help_panel="Output",
         ),
     ] = "dynamo",
     parity: Annotated[
         bool,
         typer.Option(
-            "--parity/--no-parity", help="Check onnxruntime against PyTorch on two input sizes."
+            "--parity/--no-parity",
+            help="Check onnxruntime against PyTorch on two input sizes.",
+            rich_help_panel="Checks",
         ),
     ] = True,
     card: Annotated[
-        bool, typer.Option("--card/--no-card", help="Write a model card (OUT.md) beside the model.")
+        bool,
+        typer.Option(
+            "--card/--no-card",
+            help="Write a model card (OUT.md) beside the model.",
+            rich_help_panel="Output",
+        ),
     ] = True,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,

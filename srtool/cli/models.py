@@ -28,7 +28,7 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-@models_app.command("list")
+@models_app.command("list", epilog="Example: srtool models list")
 def list_models(verbose: VerboseOption = False) -> None:
     """Shipped and cached models (name, scale, architecture, parameters, size, source), then the
     well-known models `srtool models add NAME` can fetch."""
@@ -88,7 +88,7 @@ def list_models(verbose: VerboseOption = False) -> None:
                 )
 
 
-@models_app.command("add")
+@models_app.command("add", epilog="Example: srtool models add ../weights/4x-model.pth --name mine")
 def add(
     source: Annotated[
         str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -33,7 +34,12 @@ def _fmt_s(seconds: float) -> str:
 
 
 class _ProgressView:
-    """Rich progress bar: step, it/s, patches/s, losses, validation PSNR, ETA."""
+    """Rich progress bar: step, it/s, patches/s, losses, validation PSNR, ETA.
+
+    It moves on every step (``progress`` events, at most ``1 / min_interval`` redraws a second);
+    the losses and speeds shown are those of the last log interval (``step`` events)."""
+
+    min_interval = 0.1  # seconds between two per-step updates
 
     def __init__(self, quiet: bool) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -53,6 +59,8 @@ class _ProgressView:
         )
         self.task = None
         self.val = ""
+        self.last_update = float("-inf")
+        self.updates = 0  # per-step updates made (for tests)
 
     def __enter__(self) -> _ProgressView:
         self.progress.__enter__()
@@ -95,6 +103,17 @@ class _ProgressView:
                 losses=losses,
                 eta=_fmt_s(v["eta_s"]),
             )
+        elif event.kind == "progress":
+            now = time.monotonic()
+            if self.task is None or (
+                now - self.last_update < self.min_interval and event.step < event.total
+            ):
+                return
+            self.last_update = now
+            self.updates += 1
+            eta = event.values.get("eta_s")
+            fields = {} if eta is None else {"eta": _fmt_s(eta)}
+            p.update(self.task, completed=event.step, **fields)
         elif event.kind == "val":
             v = event.values
             self.val = f"val {v['val_psnr']:.2f} dB" + (" *" if v["improved"] else "")
@@ -157,7 +176,9 @@ def render_summary(res: TrainResult, *, show_all_skipped: bool = False) -> None:
         )
 
 
-@app.command()
+@app.command(
+    epilog="Example: srtool train compact_x4 --data T91 --val Set5 --out runs/demo --steps 20"
+)
 def train(
     recipe: Annotated[
         str | None,
@@ -175,33 +196,51 @@ def train(
             "-d",
             help="Training images: a folder of HR images, a folder with HR/ and LR/ sub-folders "
             "(pairs matched by name), or a dataset name such as DIV2K. Repeat to combine.",
+            rich_help_panel="Data",
         ),
     ] = None,
     val: Annotated[
         str | None,
         typer.Option(
             help="Validation images (folder or name); default: hold out "
-            "data.val_count training images."
+            "data.val_count training images.",
+            rich_help_panel="Data",
         ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Run folder (default: runs/RECIPE_NAME)."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Run folder (default: runs/RECIPE_NAME).",
+            rich_help_panel="Recipe and run",
+        ),
     ] = None,
     steps: Annotated[
-        int | None, typer.Option(min=1, help="Total steps (overrides train.steps).")
+        int | None,
+        typer.Option(
+            min=1, help="Total steps (overrides train.steps).", rich_help_panel="Recipe and run"
+        ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel="Device")
+    ] = "auto",
     set_: Annotated[
         list[str] | None,
         typer.Option(
             "--set",
             help="Override a recipe value: section.key=value (a TOML value), e.g. "
             "--set optim.lr=2e-4 --set model.hparams.convs=8. Repeatable.",
+            rich_help_panel="Recipe and run",
         ),
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out exactly where it stopped.",
+            rich_help_panel="Recipe and run",
+        ),
     ] = False,
     init_from: Annotated[
         Path | None,
@@ -209,28 +248,32 @@ def train(
             help="Start from these weights: an srtool checkpoint (e.g. a GAN stage "
             "from a PSNR model) or a state dict (.pth/.safetensors, e.g. a Real-ESRGAN "
             "release) matching the recipe's network. A checkpoint of the same network at "
-            "another scale starts every layer but the upsampler's."
+            "another scale starts every layer but the upsampler's.",
+            rich_help_panel="Model and weights",
         ),
     ] = None,
     freeze: Annotated[
         list[str] | None,
         typer.Option(
             help="Freeze parameters whose name matches this glob (e.g. 'conv_first*'); "
-            "'!glob' keeps matching ones trainable. Repeatable."
+            "'!glob' keeps matching ones trainable. Repeatable.",
+            rich_help_panel="Model and weights",
         ),
     ] = None,
     data_root: Annotated[
         Path | None,
         typer.Option(
             help="Where dataset names are looked up (default: $SRTOOL_DATA, else "
-            "the srtool data cache)."
+            "the srtool data cache).",
+            rich_help_panel="Data",
         ),
     ] = None,
     vgg_weights: Annotated[
         Path | None,
         typer.Option(
             help="VGG19 weights for the perceptual loss (safetensors or .pth with "
-            "torchvision key names) instead of torchvision's download/cache."
+            "torchvision key names) instead of torchvision's download/cache.",
+            rich_help_panel="Model and weights",
         ),
     ] = None,
     verbose: VerboseOption = False,

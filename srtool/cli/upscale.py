@@ -22,7 +22,10 @@ from srtool.cli._app import (
 from srtool.infer import DEFAULT_OVERLAP
 
 
-@app.command()
+@app.command(
+    epilog="Example: srtool upscale photos/ out/ --scale 4 --width 1920 "
+    "--name '{stem}_x{scale}.{ext}'"
+)
 def upscale(
     input: Annotated[
         Path,
@@ -43,6 +46,7 @@ def upscale(
             max=4,
             help="Use the shipped model for x2, x3 or x4 (default 4); if that one is not "
             "installed, the nearest shipped scale runs and its output is resized to xN.",
+            rich_help_panel="Model",
         ),
     ] = None,
     model: Annotated[
@@ -53,6 +57,7 @@ def upscale(
             help="A shipped or cached model name (`srtool models list`), an ONNX file, or a "
             ".pth/.pt/.safetensors file (converted to ONNX once and cached; the conversion "
             "needs torch, the train extra).",
+            rich_help_panel="Model",
         ),
     ] = None,
     outscale: Annotated[
@@ -61,37 +66,95 @@ def upscale(
             "--outscale",
             help="Final size factor, above 0 and at most 16 (e.g. 1.5, or 8 with a x4 model = "
             "two passes); a high-quality resize follows the network.",
+            rich_help_panel="Size and names",
+        ),
+    ] = None,
+    width: Annotated[
+        int | None,
+        typer.Option(
+            rich_help_panel="Size and names",
+            min=1,
+            help="Fit the output inside this width, keeping the aspect ratio (with --height: "
+            "inside both); the network runs at its scale, then a high-quality resize. "
+            "Not with --outscale.",
+        ),
+    ] = None,
+    height: Annotated[
+        int | None,
+        typer.Option(
+            rich_help_panel="Size and names",
+            min=1,
+            help="Fit the output inside this height, keeping the aspect ratio.",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            rich_help_panel="Size and names",
+            help="Output file name template, e.g. '{stem}_x{scale}.{ext}'; fields: {stem} "
+            "(input name without extension), {ext} (output extension), {scale} (final factor), "
+            "{model}; '.{ext}' is added when missing. No '/', '\\' or '..'. Not with --suffix.",
         ),
     ] = None,
     tile: Annotated[
         str,
         typer.Option(
-            help="Tile size in input pixels, 0 for whole images, or auto (from free memory)."
+            help="Tile size in input pixels, 0 for whole images, or auto (from free memory).",
+            rich_help_panel="Tiling and performance",
         ),
     ] = "auto",
     overlap: Annotated[
-        int, typer.Option(min=0, help="Input pixels shared by neighbouring tiles (blended).")
+        int,
+        typer.Option(
+            min=0,
+            help="Input pixels shared by neighbouring tiles (blended).",
+            rich_help_panel="Tiling and performance",
+        ),
     ] = DEFAULT_OVERLAP,
     batch: Annotated[
         int | None,
-        typer.Option(min=1, help="Tiles per inference call (default: 1 on CPU, 4 on CUDA)."),
+        typer.Option(
+            min=1,
+            help="Tiles per inference call (default: 1 on CPU, 4 on CUDA).",
+            rich_help_panel="Tiling and performance",
+        ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[
+        str,
+        typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel="Tiling and performance"),
+    ] = "auto",
     fp16: Annotated[
-        bool, typer.Option("--fp16", help="Run the model's fp16 variant (for CUDA).")
+        bool,
+        typer.Option(
+            "--fp16",
+            help="Run the model's fp16 variant (for CUDA).",
+            rich_help_panel="Tiling and performance",
+        ),
     ] = False,
     recursive: Annotated[
-        bool, typer.Option("--recursive/--no-recursive", help="Walk sub-folders.")
+        bool,
+        typer.Option(
+            "--recursive/--no-recursive",
+            help="Walk sub-folders.",
+            rich_help_panel="Input selection",
+        ),
     ] = True,
     glob: Annotated[
         str | None,
         typer.Option(
-            "--glob", help="Only files whose name or relative path matches, e.g. '*.jpg'."
+            "--glob",
+            help="Only files whose name or relative path matches, e.g. '*.jpg'.",
+            rich_help_panel="Input selection",
         ),
     ] = None,
     ext: Annotated[
         list[str] | None,
-        typer.Option("--ext", help="Only these extensions (repeatable), e.g. --ext jpg --ext png."),
+        typer.Option(
+            "--ext",
+            help="Only these extensions (repeatable), e.g. --ext jpg --ext png.",
+            rich_help_panel="Input selection",
+        ),
     ] = None,
     fmt: Annotated[
         str,
@@ -100,22 +163,39 @@ def upscale(
             "-f",
             help="Output format: keep, png, jpg, webp, tiff, gif, heic or avif "
             "(animations: keep, gif, webp or png).",
+            rich_help_panel="Output",
         ),
     ] = "keep",
     quality: Annotated[
         int | None,
-        typer.Option(min=1, max=100, help="JPEG/WebP quality (default 95; WebP 100 = lossless)."),
+        typer.Option(
+            min=1,
+            max=100,
+            help="JPEG/WebP quality (default 95; WebP 100 = lossless).",
+            rich_help_panel="Output",
+        ),
     ] = None,
     suffix: Annotated[
         str,
-        typer.Option(help="Appended to output file names, e.g. _x4 (no '/', '\\' or '..')."),
+        typer.Option(
+            help="Appended to output file names, e.g. _x4 (no '/', '\\' or '..').",
+            rich_help_panel="Size and names",
+        ),
     ] = "",
     alpha: Annotated[
-        str, typer.Option(help="Alpha channel: resize (bicubic) or model (through the network).")
+        str,
+        typer.Option(
+            help="Alpha channel: resize (bicubic) or model (through the network).",
+            rich_help_panel="Quality",
+        ),
     ] = "resize",
     tta: Annotated[
         bool,
-        typer.Option("--tta", help="x8 self-ensemble (flips and rotations averaged): ~8x slower."),
+        typer.Option(
+            "--tta",
+            help="x8 self-ensemble (flips and rotations averaged): ~8x slower.",
+            rich_help_panel="Quality",
+        ),
     ] = False,
     back_projection: Annotated[
         int,
@@ -124,13 +204,15 @@ def upscale(
             min=0,
             help="Iterations of back-projection: make the result consistent with the input "
             "under bicubic downscaling.",
+            rich_help_panel="Quality",
         ),
     ] = 0,
     codec: Annotated[
         str | None,
         typer.Option(
             help="Video codec: h264, h265, av1 or vp9 (default: H.264, or what the container "
-            "and this build allow)."
+            "and this build allow).",
+            rich_help_panel="Video",
         ),
     ] = None,
     crf: Annotated[
@@ -140,20 +222,33 @@ def upscale(
             max=63,
             help="Video constant quality, lower is better (default 18 for H.264, 20 H.265, "
             "30 AV1/VP9).",
+            rich_help_panel="Video",
         ),
     ] = None,
     skip_existing: Annotated[
-        bool, typer.Option("--skip-existing", help="Skip files whose output exists (resume).")
+        bool,
+        typer.Option(
+            "--skip-existing",
+            help="Skip files whose output exists (resume).",
+            rich_help_panel="Output",
+        ),
     ] = False,
     max_pixels: Annotated[
         int,
         typer.Option(
-            min=1, help="Refuse inputs larger than this many pixels (decompression bombs)."
+            min=1,
+            help="Refuse inputs larger than this many pixels (decompression bombs).",
+            rich_help_panel="Input selection",
         ),
     ] = 100_000_000,
     threads: Annotated[
         int | None,
-        typer.Option(min=1, max=1024, help="CPU threads for inference (default: all cores)."),
+        typer.Option(
+            min=1,
+            max=1024,
+            help="CPU threads for inference (default: all cores).",
+            rich_help_panel="Tiling and performance",
+        ),
     ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -163,8 +258,8 @@ def upscale(
     with cli_errors(verbose), sigterm_as_interrupt(), warnings_to_log():
         from srtool.cli.upscale_view import make_observer, render_summary
         from srtool.errors import UsageError
-        from srtool.infer import plan_upscale
-        from srtool.infer.jobs import collect_jobs
+        from srtool.infer import UpscalePlan, plan_upscale
+        from srtool.infer.jobs import check_name_template, collect_jobs
         from srtool.infer.picture import check_outscale
         from srtool.infer.pipeline import (
             BatchInterrupted,
@@ -176,8 +271,36 @@ def upscale(
 
         tile_size = parse_tile(tile)
         check_outscale(outscale)
+        fit = (width, height) if width is not None or height is not None else None
+        if fit is not None and outscale is not None:
+            raise UsageError("--width/--height and --outscale cannot be combined: choose one")
+        if name is not None:
+            if suffix:
+                raise UsageError("--name and --suffix cannot be combined: put the suffix in --name")
+            check_name_template(name)
         left_out: list[tuple[str, str]] = []  # files of the folder that are not inputs
         video = VideoOptions(codec=codec.lower() if codec else None, crf=crf)
+
+        def load_plan() -> UpscalePlan:
+            return plan_upscale(
+                model,
+                scale=scale,
+                outscale=outscale,
+                device=device,
+                tile=tile_size,
+                overlap=overlap,
+                batch=batch,
+                fp16=fp16,
+                threads=threads,
+            )
+
+        # --name may name the model and its scale: then the model loads before the files are
+        # planned; otherwise the outputs are checked first, before the (slow) model load
+        plan = load_plan() if name is not None else None
+        fields = {}
+        if plan is not None:
+            factor = plan.outscale if plan.outscale is not None else plan.upscaler.scale
+            fields = {"scale": f"{factor:g}", "model": plan.upscaler.model.info.name}
         jobs = collect_jobs(
             input,
             output,
@@ -187,6 +310,8 @@ def upscale(
             fmt=fmt.lower(),
             suffix=suffix,
             unsupported=left_out,
+            name=name,
+            name_fields=fields,
         )
         if not jobs:
             kinds = sorted({kind for _, kind in left_out})
@@ -196,17 +321,8 @@ def upscale(
         # which encoder the videos get (a UsageError when --codec has none in this build)
         has_video = any(job.format == "video" and not job.conflict for job in jobs)
         video_notice = (describe_encoder(video),) if has_video else ()
-        plan = plan_upscale(
-            model,
-            scale=scale,
-            outscale=outscale,
-            device=device,
-            tile=tile_size,
-            overlap=overlap,
-            batch=batch,
-            fp16=fp16,
-            threads=threads,
-        )
+        if plan is None:
+            plan = load_plan()
         options = BatchOptions(
             outscale=plan.outscale,
             alpha_mode=alpha,
@@ -216,6 +332,7 @@ def upscale(
             tta=tta,
             back_projection=back_projection,
             video=video,
+            fit=fit,
         )
         if not quiet:
             for notice in (*plan.notices, *video_notice):

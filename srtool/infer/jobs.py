@@ -13,6 +13,8 @@ import errno
 import fnmatch
 import os
 import stat
+import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,15 @@ from srtool.errors import UsageError
 from srtool.imageio import SUPPORTED_SUFFIXES, format_for_path, suffix_for_format
 from srtool.infer.video import VIDEO_SUFFIXES, is_video
 
-__all__ = ["Job", "collect_jobs", "input_problem", "IGNORED_NAMES", "OUTPUT_FORMATS"]
+__all__ = [
+    "Job",
+    "collect_jobs",
+    "check_name_template",
+    "input_problem",
+    "IGNORED_NAMES",
+    "NAME_FIELDS",
+    "OUTPUT_FORMATS",
+]
 
 IGNORED_NAMES = frozenset(
     {"thumbs.db", "ehthumbs.db", "desktop.ini", ".ds_store", "__macosx", "@eadir", "$recycle.bin"}
@@ -52,12 +62,57 @@ def _output_format(source: Path, fmt: str) -> str:
     return format_for_path(Path("x." + fmt))
 
 
-def _output_name(source: Path, fmt: str, suffix: str) -> str:
+NAME_FIELDS = ("stem", "ext", "scale", "model")
+"""Fields of ``--name``: the input's name without its extension, the output's extension (no dot),
+the final size factor (e.g. 4 or 1.5) and the model's name."""
+
+
+def check_name_template(template: str) -> None:
+    """``--name`` is one file name: only known fields, no path separators, no ``..``."""
+    if not template.strip():
+        raise UsageError("--name must not be empty")
+    if "/" in template or "\\" in template or "\0" in template or ".." in template:
+        raise UsageError(
+            f"--name {template!r}: must be a file name (no '/', '\\', '..' or NUL characters)"
+        )
+    try:
+        fields = [
+            field for _, field, _, _ in string.Formatter().parse(template) if field is not None
+        ]
+    except ValueError as exc:
+        raise UsageError(f"--name {template!r}: {exc}") from None
+    for field in fields:
+        if field not in NAME_FIELDS:
+            raise UsageError(
+                f"--name {template!r}: unknown field {{{field}}} "
+                f"(use {', '.join('{' + f + '}' for f in NAME_FIELDS)})"
+            )
+
+
+def _output_name(
+    source: Path,
+    fmt: str,
+    suffix: str,
+    template: str | None = None,
+    fields: Mapping[str, str] | None = None,
+) -> str:
     if fmt == "keep" or is_video(source):
         ext = source.suffix
     else:
         ext = suffix_for_format(_output_format(source, fmt))
-    return f"{source.stem}{suffix}{ext}"
+    if template is None:
+        return f"{source.stem}{suffix}{ext}"
+    if "{ext}" not in template:
+        template += ".{ext}"
+    values = {"scale": "", "model": "", **(fields or {})}
+    values.update(stem=source.stem, ext=ext.lstrip("."))
+    try:
+        name = template.format(**values)
+    except (ValueError, KeyError, IndexError) as exc:
+        raise UsageError(f"--name {template!r}: {exc}") from None
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise UsageError(f"--name {template!r} gives {name!r} for {source.name}: not a file name")
+    return name
 
 
 def _resolved(path: Path) -> Path:
@@ -164,6 +219,8 @@ def collect_jobs(
     fmt: str = "keep",
     suffix: str = "",
     unsupported: list[tuple[str, str]] | None = None,
+    name: str | None = None,
+    name_fields: Mapping[str, str] | None = None,
 ) -> list[Job]:
     """Plan the batch: one ``Job`` per input image.
 
@@ -176,12 +233,19 @@ def collect_jobs(
     (relative name, kind), e.g. ("a.psd", "unsupported format .psd"), so that nothing is left out
     without a word. A single INPUT file with an OUTPUT whose suffix is not an image suffix is a
     usage error (it would otherwise become a folder named like a file).
-    Raises ``UsageError`` for a missing input, a ``suffix`` that is more than a name fragment, or
-    when outputs would overwrite inputs.
+    ``name`` is a template for the names of the files written into the OUTPUT folder (instead of
+    the input's name plus ``suffix``), with the fields of ``NAME_FIELDS``: ``stem`` and ``ext``
+    come from each file, ``name_fields`` gives ``scale`` and ``model``; ``.{ext}`` is appended
+    when the template has no ``{ext}``.
+    Raises ``UsageError`` for a missing input, a ``suffix`` or ``name`` that is more than a file
+    name, or when outputs would overwrite inputs.
     """
     if fmt not in OUTPUT_FORMATS:
         raise UsageError(f"unknown --format '{fmt}' (choose from {', '.join(OUTPUT_FORMATS)})")
     _check_suffix(suffix)
+    if name is not None:
+        check_name_template(name)
+    fields = dict(name_fields or {})
     if not source.exists():
         raise UsageError(f"input not found: {source}")
     allowed = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions or ()}
@@ -219,8 +283,8 @@ def collect_jobs(
             target_fmt = format_for_path(output) if fmt == "keep" else _output_format(source, fmt)
             jobs = [Job(source, output, source.name, target_fmt)]
         else:
-            name = _output_name(source, fmt, suffix)
-            jobs = [Job(source, output / name, source.name, _output_format(source, fmt))]
+            out_name = _output_name(source, fmt, suffix, name, fields)
+            jobs = [Job(source, output / out_name, source.name, _output_format(source, fmt))]
             _check_inside(jobs, output)
     else:
         out_resolved = _resolved(output)
@@ -239,7 +303,8 @@ def collect_jobs(
                 if unsupported is not None:
                     unsupported.append((relative, _left_out_kind(path, pattern, extensions)))
                 continue
-            target = output / path.relative_to(source).parent / _output_name(path, fmt, suffix)
+            out_name = _output_name(path, fmt, suffix, name, fields)
+            target = output / path.relative_to(source).parent / out_name
             jobs.append(Job(path, target, relative, _output_format(path, fmt), input_problem(path)))
         _check_inside(jobs, output)
 

@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
-from srtool.errors import UsageError
+from srtool.errors import SrtoolError, UsageError
 from srtool.imageio import Animation, AnimationReader, Picture, as_float, from_float
 from srtool.infer.upscaler import TileProgress, Upscaler
 from srtool.resize import imresize
@@ -37,6 +37,7 @@ __all__ = [
     "check_outscale",
     "describe",
     "enhance",
+    "fit_size",
     "network_pass",
     "output_size",
     "passes_for",
@@ -150,11 +151,57 @@ def passes_for(model_scale: int, outscale: float | None) -> int:
     return math.ceil(math.log(outscale) / math.log(model_scale) - 1e-9)
 
 
+Fit = tuple[int | None, int | None]
+"""``--width``/``--height``: the box (width, height) an output must fit in; None = unbounded."""
+
+
+def fit_factor(height: int, width: int, fit: Fit) -> float:
+    """The size factor that fits a ``height`` x ``width`` picture inside ``fit``, keeping its
+    aspect ratio (the smaller of the two ratios when both sides are given)."""
+    box_w, box_h = fit
+    factors = [box / side for box, side in ((box_w, width), (box_h, height)) if box]
+    if not factors:
+        raise UsageError("--width/--height: give at least one of them")
+    return min(factors)
+
+
+def fit_size(height: int, width: int, fit: Fit) -> tuple[int, int]:
+    """(height, width) of the largest size with the aspect ratio of ``height`` x ``width`` that
+    fits inside ``fit`` (width, height); the bounded sides never exceed the box."""
+    factor = fit_factor(height, width, fit)
+    out_h, out_w = round(height * factor), round(width * factor)
+    box_w, box_h = fit
+    if box_w:
+        out_w = min(out_w, box_w)
+    if box_h:
+        out_h = min(out_h, box_h)
+    return max(out_h, 1), max(out_w, 1)
+
+
 def output_size(
-    height: int, width: int, model_scale: int, outscale: float | None
+    height: int,
+    width: int,
+    model_scale: int,
+    outscale: float | None,
+    fit: Fit | None = None,
 ) -> tuple[int, int]:
+    """The output's (height, width): inside ``fit`` when given, else ``outscale`` (the model's
+    scale when None) times the input."""
+    if fit is not None:
+        return fit_size(height, width, fit)
     factor = model_scale if outscale is None else outscale
     return max(round(height * factor), 1), max(round(width * factor), 1)
+
+
+def _fit_outscale(height: int, width: int, fit: Fit) -> float:
+    """The factor for ``fit``; a picture that would need more than x16 fails (not the batch)."""
+    factor = fit_factor(height, width, fit)
+    if factor > MAX_OUTSCALE:
+        raise SrtoolError(
+            f"fitting it in the --width/--height box needs x{factor:.3g}, "
+            f"more than the x{MAX_OUTSCALE} limit"
+        )
+    return factor
 
 
 def _resize_plane(plane: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
@@ -241,9 +288,12 @@ def upscale_picture(
     tta: bool = False,
     back_projection: int = 0,
     on_tile: TileProgress | None = None,
+    fit: Fit | None = None,
 ) -> Picture:
     """Upscale a picture's colour (and alpha) to ``outscale`` x its size (the model's scale if
-    None). Samples keep their dtype: 16-bit stays 16-bit, greyscale stays greyscale.
+    None), or, with ``fit`` (width, height; either may be None), to the largest size of the same
+    aspect ratio inside that box (``outscale`` is then ignored). Samples keep their dtype: 16-bit
+    stays 16-bit, greyscale stays greyscale.
 
     ``tta`` (x8 self-ensemble) and ``back_projection`` (iterations) apply to the colour of every
     network pass; they work on float copies of the image, so they cost memory as well as time.
@@ -251,8 +301,11 @@ def upscale_picture(
     if back_projection < 0:
         raise UsageError("--back-projection must not be negative")
     check_alpha_mode(alpha_mode)
+    height, width = picture.pixels.shape[:2]
+    if fit is not None:
+        outscale = _fit_outscale(height, width, fit)
     passes = passes_for(upscaler.scale, outscale)
-    target = output_size(picture.pixels.shape[0], picture.pixels.shape[1], upscaler.scale, outscale)
+    target = output_size(height, width, upscaler.scale, outscale, fit)
 
     colour = picture.pixels
     for _ in range(passes):

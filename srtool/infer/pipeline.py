@@ -79,11 +79,17 @@ class BatchOptions:
     tta: bool = False
     back_projection: int = 0
     video: VideoOptions = VideoOptions()  # --codec and --crf, for video files
+    fit: tuple[int | None, int | None] | None = None  # --width/--height (replaces outscale)
 
     def __post_init__(self) -> None:
         # now, not at the first file: all may be skipped
         check_alpha_mode(self.alpha_mode)
         check_outscale(self.outscale)
+        if self.fit is not None:
+            if not any(self.fit):
+                raise UsageError("--width/--height: give at least one of them")
+            if any(side is not None and side < 1 for side in self.fit):
+                raise UsageError("--width and --height must be at least 1")
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise UsageError(f"--quality must be between 1 and 100, got {self.quality}")
 
@@ -450,6 +456,7 @@ def run_batch(
                 tta=options.tta,
                 back_projection=options.back_projection,
                 on_tile=on_tile,
+                fit=options.fit,
             )
             try:
                 output: Picture | Animation
@@ -529,6 +536,7 @@ def _run_video(
             outscale=options.outscale,
             tta=options.tta,
             back_projection=options.back_projection,
+            fit=options.fit,
         )
         return picture.pixels
 
@@ -538,7 +546,7 @@ def _run_video(
                 frames_done(done, total)
 
     def out_size(height: int, width: int) -> tuple[int, int]:
-        return output_size(height, width, upscaler.scale, options.outscale)
+        return output_size(height, width, upscaler.scale, options.outscale, options.fit)
 
     try:
         video = upscale_video(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from srtool.train.run import RunDir
 
-__all__ = ["MetricsLog", "plot_curves"]
+__all__ = ["MetricsLog", "curves_figure", "plot_curves"]
 
 log = logging.getLogger("srtool")
 
@@ -76,6 +76,14 @@ class MetricsLog:
             self._tb.close()
 
 
+FEW_POINTS = 30
+"""Below this many points a series is drawn with markers too (a single point is then visible)."""
+
+
+def _style(n_points: int) -> dict[str, Any]:
+    return {"marker": "o", "ms": 3} if n_points < FEW_POINTS else {}
+
+
 def plot_curves(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path | None:
     """Generator loss terms, discriminator loss and validation PSNR/SSIM against step."""
     try:
@@ -86,6 +94,25 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path
     except ImportError:
         log.warning("matplotlib not installed: no curves.png (pip install 'srtool[train]')")
         return None
+    fig = curves_figure(rows, title)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def curves_figure(rows: list[dict[str, Any]], title: str = "") -> Any:
+    """The matplotlib figure of :func:`plot_curves` (the caller closes it): one panel per group,
+    each with a legend and labelled axes, integer steps, markers on short runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
     train_rows = [r for r in rows if "loss_g" in r]
     val_rows = [r for r in rows if "val_psnr" in r]
     d_keys = [k for k in ("loss_d", "d_real", "d_fake") if any(k in r for r in train_rows)]
@@ -110,24 +137,22 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path
                 lw=1.8 if total else 1,
                 color="black" if total else None,
                 zorder=3 - total,
+                **_style(len(pts)),
             )
-    ax.set(title="generator loss", xlabel="step")
+    ax.set(title="generator loss", xlabel="step", ylabel="loss")
     if any(v > 0 for r in train_rows for k, v in r.items() if k in g_keys):
         ax.set_yscale("log")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
     if d_keys:
         ax = axes[1]
         for key in d_keys:
             pts = [(r["step"], r[key]) for r in train_rows if key in r]
-            ax.plot(*zip(*pts, strict=True), label=key, lw=1)
-        ax.set(title="discriminator", xlabel="step")
-        ax.legend(fontsize=8)
+            ax.plot(*zip(*pts, strict=True), label=key, lw=1, **_style(len(pts)))
+        ax.set(title="discriminator", xlabel="step", ylabel="loss / mean output")
     ax = axes[-1]
+    ax.set(title="validation", xlabel="step", ylabel="PSNR-Y (dB)")
     if val_rows:
         steps = [r["step"] for r in val_rows]
-        ax.plot(steps, [r["val_psnr"] for r in val_rows], "o-", color="C2", ms=3)
-        ax.set_ylabel("PSNR-Y (dB)")
+        ax.plot(steps, [r["val_psnr"] for r in val_rows], "o-", color="C2", ms=3, label="PSNR-Y")
         if any("val_ssim" in r for r in val_rows):
             ax2 = ax.twinx()
             ax2.plot(
@@ -137,14 +162,23 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path
                 color="C3",
                 ms=3,
                 lw=0.8,
+                label="SSIM-Y",
             )
-            ax2.set_ylabel("SSIM-Y")
-    ax.set(title="validation", xlabel="step")
+            ax2.set_ylabel("SSIM-Y", color="C3")
+            ax.yaxis.label.set_color("C2")
+            ax2.get_yaxis().set_major_locator(MaxNLocator(nbins=6))
+            # one legend for both axes, on the PSNR one
+            handles, labels = ax.get_legend_handles_labels()
+            more = ax2.get_legend_handles_labels()
+            ax.legend(handles + more[0], labels + more[1], fontsize=8, loc="lower right")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.get_legend() is None:
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+            else:  # nothing logged yet for this panel: say so rather than an empty frame
+                ax.legend(handles=[], title="no data yet", loc="center", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return fig

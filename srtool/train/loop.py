@@ -76,8 +76,9 @@ class TrainingInterrupted(SrtoolError):
 @dataclass(frozen=True)
 class TrainEvent:
     """Progress report. ``kind``: ``load`` (images decoded so far / total), ``start``, ``step``
-    (a log interval: losses, it/s, patches/s, lr, eta_s), ``val`` (val_psnr, val_ssim, best),
-    ``save`` (path) or ``done``."""
+    (a log interval: losses, it/s, patches/s, lr, eta_s), ``progress`` (after every step: eta_s
+    from the host clock only; the losses are those of the last ``step``), ``val`` (val_psnr,
+    val_ssim, best), ``save`` (path) or ``done``."""
 
     kind: str
     step: int
@@ -558,6 +559,11 @@ def _loop(
             extra = {"eta_s": eta, "bad_steps": t.bad_steps}
             t.emit(TrainEvent("step", done, r.train.steps, {**row, **extra}))
             sums, n_sums, t_log, step_log = {}, 0, now, done
+        # every step, cheap: the host clock only (no loss is read from the device here)
+        now = time.perf_counter()
+        since = done - step_log
+        eta = (r.train.steps - done) * (now - t_log) / since if since else None
+        t.emit(TrainEvent("progress", done, r.train.steps, {"eta_s": eta}))
         t_pause = time.perf_counter()  # validation and saving do not count in it/s
         if t.data.val and (done % r.train.val_every == 0 or last):
             if main:
