@@ -1,9 +1,13 @@
-"""Shared fixtures: paths to the shared real images and small real ONNX models."""
+"""Shared fixtures: paths to the shared real images and weights, small real ONNX models, and a
+local HTTP server for download tests."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import logging
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import pytest
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SHARED_WEIGHTS = REPO_ROOT.parent / "shared" / "weights"
 sys.path.insert(0, str(TESTS_DIR))
 
 from onnx_factory import build_sr_model  # noqa: E402
@@ -35,6 +40,14 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_weights() -> Path:
+    """The shared weights folder (``lpips_alex_v0.1.safetensors`` and others, see its README)."""
+    if not (SHARED_WEIGHTS / "lpips_alex_v0.1.safetensors").is_file():
+        pytest.skip(f"shared weights not found at {SHARED_WEIGHTS}")
+    return SHARED_WEIGHTS
+
+
+@pytest.fixture(scope="session")
 def sample_photos() -> Path:
     return TESTS_DIR / "data" / "photos"
 
@@ -47,3 +60,20 @@ def tiny_model_x2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_x4(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sr_model(tmp_path_factory.mktemp("models") / "tiny-x4.onnx", scale=4, convs=4)
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTP server on 127.0.0.1 serving the files of a temporary folder."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None  # type: ignore[method-assign]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", folder
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

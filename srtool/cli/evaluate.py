@@ -77,8 +77,28 @@ def evaluate(
     ] = True,
     lpips: Annotated[
         bool,
-        typer.Option("--lpips", help="Report LPIPS (needs torch, lpips and cached weights)."),
+        typer.Option(
+            "--lpips",
+            help="Report LPIPS v0.1 (AlexNet; lower is better). Needs torch and its weights: "
+            "--lpips-weights, $SRTOOL_LPIPS_WEIGHTS or the srtool weights cache; with "
+            "--download they are fetched and checksum-verified once.",
+        ),
     ] = False,
+    lpips_weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--lpips-weights",
+            help="LPIPS weights file (lpips_alex_v0.1.safetensors) or its folder; implies --lpips.",
+            show_default=False,
+        ),
+    ] = None,
+    degradation: Annotated[
+        str,
+        typer.Option(
+            help="How LR images are made from HR: bicubic (MATLAB, the published protocol) or "
+            "realistic (blur, resize, noise and JPEG, twice, seeded per image).",
+        ),
+    ] = "bicubic",
     per_image: Annotated[
         bool, typer.Option("--per-image", help="Show (and write) scores for every image.")
     ] = False,
@@ -104,7 +124,11 @@ def evaluate(
     ] = 0,
     download: Annotated[
         bool,
-        typer.Option("--download", help="Fetch missing benchmarks (checksum-verified) first."),
+        typer.Option(
+            "--download",
+            help="Fetch missing benchmarks and, with --lpips, its weights (checksum-verified) "
+            "first.",
+        ),
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     tile: Annotated[
@@ -117,7 +141,8 @@ def evaluate(
 
     HR cropped to a multiple of the scale, LR by MATLAB-style bicubic, SR rounded to 8 bits,
     SCALE border pixels ignored, PSNR and SSIM on the BT.601 luma: numbers comparable with
-    papers. Example: srtool evaluate --bench Set5,Set14 --model compact-x4 --markdown card.md
+    papers (--degradation realistic: a fixed, harder LR for real-photo models). Example:
+    srtool evaluate --bench Set5,Set14 --model compact-x4 --markdown card.md
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -156,6 +181,8 @@ def evaluate(
                 rgb=rgb,
                 with_ms_ssim=ms_ssim,
                 lpips=lpips,
+                lpips_weights=lpips_weights,
+                degradation=degradation,
                 tta=tta,
                 back_projection=back_projection,
                 device=device,
