@@ -1,9 +1,13 @@
-"""Shared fixtures: paths to the shared real images and small real ONNX models."""
+"""Shared fixtures: paths to the shared real images and weights, small real ONNX models, and a
+local HTTP server for download tests."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import logging
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,17 +39,20 @@ def _model_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 
 
 @pytest.fixture(scope="session")
-def shared_weights() -> Path:
-    if not (SHARED_WEIGHTS / "realesr-animevideov3_x4.pth").is_file():
-        pytest.skip(f"shared weights not found at {SHARED_WEIGHTS}")
-    return SHARED_WEIGHTS
-
-
-@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared benchmark images not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_weights() -> Path:
+    """The shared weights folder (``lpips_alex_v0.1.safetensors``, the community
+    ``realesr-animevideov3_x4.pth`` and others, see its README)."""
+    needed = ("lpips_alex_v0.1.safetensors", "realesr-animevideov3_x4.pth")
+    if not all((SHARED_WEIGHTS / name).is_file() for name in needed):
+        pytest.skip(f"shared weights not found at {SHARED_WEIGHTS}")
+    return SHARED_WEIGHTS
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +68,20 @@ def tiny_model_x2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_x4(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sr_model(tmp_path_factory.mktemp("models") / "tiny-x4.onnx", scale=4, convs=4)
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTP server on 127.0.0.1 serving the files of a temporary folder."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None  # type: ignore[method-assign]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", folder
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

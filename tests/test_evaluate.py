@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -251,17 +252,165 @@ def test_checkpoint_runs_through_the_onnx_path(shared_data: Path, tmp_path: Path
     assert len(score.images) == 5 and 5 < score.mean("psnr_y") < 60
 
 
-def test_lpips_is_measured_or_clearly_skipped(shared_data: Path, tmp_path: Path) -> None:
-    hr = tmp_path / "hr"
-    hr.mkdir()
-    shutil.copy(shared_data / "Set5" / "bird.png", hr)
-    report = evaluate(hr_dir=hr, lpips=True, with_ms_ssim=False)
-    values = [img.lpips for img in report.score("hr", "bicubic").images]
-    if "lpips" in report.metrics:
-        assert all(v is not None and 0.0 <= v <= 1.0 for v in values)
-    else:
-        assert values == [None]
-        assert any(n.startswith("LPIPS skipped:") for n in report.notes), report.notes
+def test_lpips_column_in_every_report(
+    shared_data: Path, shared_weights: Path, tiny_model_x4: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    from srtool.evaluate.lpips import lpips_distance
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--bench",
+            "Set5",
+            "--model",
+            str(tiny_model_x4),
+            "--data-root",
+            str(shared_data),
+            "--lpips-weights",  # implies --lpips
+            str(shared_weights / "lpips_alex_v0.1.safetensors"),
+            "--no-ms-ssim",
+            "--per-image",
+            "--json",
+            str(out / "r.json"),
+            "--csv",
+            str(out / "r.csv"),
+            "--markdown",
+            str(out / "r.md"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "LPIPS" in result.output
+    data = json.loads((out / "r.json").read_text())
+    assert data["metrics"] == ["psnr_y", "ssim_y", "lpips"]
+    rows = {r["method"]: r for r in data["results"]}
+    # published for bicubic Set5 x4 (AlexNet LPIPS, 8-bit, border cropped): about 0.34
+    assert rows["bicubic"]["lpips"] == pytest.approx(0.3435, abs=2e-3)
+    assert rows["tiny-x4"]["lpips"] > rows["bicubic"]["lpips"]  # random weights look worse
+    # each value is srtool's LPIPS of the rounded SR and the HR, both border-cropped
+    hr = modcrop(np.asarray(Image.open(shared_data / "Set5" / "bird.png")), 4)
+    sr = imresize(imresize(hr, 0.25), 4)
+    bird = next(i for i in rows["bicubic"]["per_image"] if i["image"] == "bird.png")
+    assert bird["lpips"] == pytest.approx(
+        lpips_distance(sr[4:-4, 4:-4], hr[4:-4, 4:-4], weights=shared_weights), abs=1e-6
+    )
+
+    with open(out / "r.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    mean = next(r for r in table if r["method"] == "bicubic" and r["image"] == "mean")
+    assert float(mean["lpips"]) == pytest.approx(rows["bicubic"]["lpips"], abs=1e-6)
+    markdown = (out / "r.md").read_text()
+    assert "LPIPS (lower is better):" in markdown
+    assert f"| bicubic | **{rows['bicubic']['lpips']:.4f}** |" in markdown  # lowest is bold
+    assert any(n.startswith("LPIPS v0.1 (AlexNet)") for n in data["notes"])
+
+
+# ----------------------------------------------------------------------------- realistic LR
+
+
+# OpenCV's thread pool does not survive fork(): once this process has run OpenCV's threaded
+# resizes and filters on whole images, the forked DataLoader workers of the training tests that
+# run later in the same pytest process deadlock (their worker_init calls cv2.setNumThreads). The
+# realistic LR, OpenCV on whole images, is therefore made in subprocesses here.
+
+
+def _python(code: str, hash_seed: str = "0") -> str:
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    return done.stdout
+
+
+def test_realistic_lr_is_fixed_per_image(shared_data: Path) -> None:
+    from srtool.evaluate.benchmarks import realistic_params, realistic_seed
+
+    code = (
+        "import hashlib, json, numpy as np; from PIL import Image; "
+        "from srtool.evaluate.benchmarks import make_lr; from srtool.resize import modcrop; "
+        f"hr = modcrop(np.asarray(Image.open({str(shared_data / 'Set5' / 'baby.png')!r})), 4); "
+        "lrs = {'baby': make_lr(hr, 4, 'baby.png', 'realistic'), "
+        "'again': make_lr(hr, 4, 'baby.png', 'realistic'), "
+        "'bicubic': make_lr(hr, 4, 'baby.png', 'bicubic'), "
+        "'other': make_lr(hr, 4, 'other.png', 'realistic'), "
+        "'grey': make_lr(hr[..., :1], 4, 'baby.png', 'realistic')}; "
+        "print(json.dumps({k: [hashlib.sha256(v.tobytes()).hexdigest(), v.shape, str(v.dtype)] "
+        "for k, v in lrs.items()}))"
+    )
+    first = json.loads(_python(code, "1"))
+    assert first == json.loads(_python(code, "2"))  # the same in another process
+    assert first["baby"] == first["again"]  # deterministic
+    assert first["baby"][1:] == [[128, 128, 3], "uint8"] and first["grey"][1] == [128, 128, 1]
+    assert first["baby"][0] != first["bicubic"][0]
+    assert first["baby"][0] != first["other"][0]  # seeded by the file name
+    # the seed comes from the file name alone (SHA-256, not Python's salted hash): the same
+    # in every process and on every machine
+    assert realistic_seed("baby.png") == 3042193822670970006
+    # and the choices drawn from it are pinned: a change to the sampler or to the settings moves
+    # every realistic score, so it must show up here (and be noted in the changelog)
+    params = realistic_params("baby.png")
+    assert [
+        (s.resize_mode, s.noise, s.noise_gray, s.noise_seed, s.jpeg) for s in params.stages
+    ] == [
+        ("area", "gaussian", True, 1301092929, 88),
+        ("bicubic", "gaussian", True, 1353105450, 46),
+    ]
+    assert (params.final_mode, params.final_jpeg) == ("bilinear", 48)
+    stage = params.stages[0]
+    assert stage.blur == pytest.approx((2.282574238, 0.528430875, 0.769969619))
+    assert (stage.resize, stage.noise_level) == pytest.approx((0.332648275, 4.130411711))
+
+
+def test_realistic_degradation_in_the_report(shared_data: Path, tmp_path: Path) -> None:
+    from srtool.evaluate import PROTOCOL
+
+    bicubic = evaluate(["Set5"], data_root=shared_data, with_ms_ssim=False)
+    assert bicubic.protocol == PROTOCOL and bicubic.degradation == "bicubic"
+    assert bicubic.benchmarks[0]["lr"] == "MATLAB bicubic"
+    with pytest.raises(UsageError, match="bicubic or realistic"):
+        evaluate(["Set5"], data_root=shared_data, degradation="jpeg")
+    reports = []
+    for run in ("first", "again"):
+        out = tmp_path / f"{run}.json"
+        _python(
+            "from srtool.evaluate import evaluate; from srtool.evaluate.reports import write_json; "
+            f"write_json(evaluate(['Set5'], data_root={str(shared_data)!r}, with_ms_ssim=False, "
+            f"degradation='realistic'), {str(out)!r})"
+        )
+        reports.append(json.loads(out.read_text()))
+    first, again = reports
+    (row,) = first["results"]
+    assert [i["psnr_y"] for i in row["per_image"]] == [
+        i["psnr_y"] for i in again["results"][0]["per_image"]
+    ]
+    assert row["psnr_y"] < 25  # far harder than the bicubic protocol's 28.43 dB
+    assert "'realistic' degradation" in first["protocol"] and "MATLAB" not in first["protocol"]
+    assert first["degradation"] == "realistic"
+    assert first["benchmarks"][0]["lr"].startswith("realistic")
+
+
+def test_realistic_lpips_without_weights_imports_no_torch(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """--lpips where no weights are found says so in one line, still without importing torch."""
+    code = (
+        "import sys; from typer.testing import CliRunner; from srtool.cli import app; "
+        f"r = CliRunner().invoke(app, ['evaluate', '--hr', {str(shared_data / 'Set5')!r}, "
+        "'--degradation', 'realistic', '--lpips', '--no-ms-ssim']); "
+        "assert r.exit_code == 0, r.output; "
+        "assert 'LPIPS not computed: weights' in ' '.join(r.output.split()), r.output; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SRTOOL_LPIPS_WEIGHTS"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=env)
 
 
 def test_a_corrupt_image_is_reported_and_the_rest_scored(shared_data: Path, tmp_path: Path) -> None:

@@ -93,10 +93,27 @@ def evaluate(
         bool,
         typer.Option(
             "--lpips",
-            help="Report LPIPS (needs torch, lpips and cached weights).",
+            help="Report LPIPS v0.1 (AlexNet; lower is better). Needs torch and its weights: "
+            "--lpips-weights, $SRTOOL_LPIPS_WEIGHTS or the srtool weights cache; with "
+            "--download they are fetched and checksum-verified once.",
             rich_help_panel="Scores",
         ),
     ] = False,
+    lpips_weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--lpips-weights",
+            help="LPIPS weights file (lpips_alex_v0.1.safetensors) or its folder; implies --lpips.",
+            show_default=False,
+        ),
+    ] = None,
+    degradation: Annotated[
+        str,
+        typer.Option(
+            help="How LR images are made from HR: bicubic (MATLAB, the published protocol) or "
+            "realistic (blur, resize, noise and JPEG, twice, seeded per image).",
+        ),
+    ] = "bicubic",
     per_image: Annotated[
         bool,
         typer.Option(
@@ -149,7 +166,8 @@ def evaluate(
         bool,
         typer.Option(
             "--download",
-            help="Fetch missing benchmarks (checksum-verified) first.",
+            help="Fetch missing benchmarks and, with --lpips, its weights (checksum-verified) "
+            "first.",
             rich_help_panel="Benchmarks and data",
         ),
     ] = False,
@@ -170,7 +188,8 @@ def evaluate(
 
     HR cropped to a multiple of the scale, LR by MATLAB-style bicubic, SR rounded to 8 bits,
     SCALE border pixels ignored, PSNR and SSIM on the BT.601 luma: numbers comparable with
-    papers. Example: srtool evaluate --bench Set5,Set14 --model compact-x4 --markdown card.md
+    papers (--degradation realistic: a fixed, harder LR for real-photo models). Example:
+    srtool evaluate --bench Set5,Set14 --model compact-x4 --markdown card.md
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -209,6 +228,8 @@ def evaluate(
                 rgb=rgb,
                 with_ms_ssim=ms_ssim,
                 lpips=lpips,
+                lpips_weights=lpips_weights,
+                degradation=degradation,
                 tta=tta,
                 back_projection=back_projection,
                 device=device,

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from srtool import datasets
 from srtool.errors import UsageError
 from srtool.imageio import list_images
+
+if TYPE_CHECKING:
+    from srtool.train.degrade import PracticalParams
 
 log = logging.getLogger("srtool")
 
@@ -28,6 +33,7 @@ class BenchmarkSet:
     lr: dict[str, Path] | None = None  # HR file name -> LR file
     checksums: str | None = None  # how the copy compares with the reference file list
     comparable: bool | None = None  # True when it is the reference copy
+    degradation: str = "bicubic"  # how LR images are made when none are given (make_lr)
 
 
 def benchmark_from_name(
@@ -96,3 +102,57 @@ def read_u8(path: Path) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     return np.ascontiguousarray(pixels)
+
+
+# ----------------------------------------------------------------------------- making LR
+
+
+def realistic_seed(name: str) -> int:
+    """The seed of an image's 'realistic' degradation: from its file name only, so the same
+    image gets the same LR in every run, on every machine, in any benchmark order."""
+    digest = hashlib.sha256(f"srtool-realistic-v1:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def realistic_params(name: str) -> PracticalParams:
+    """Every random choice of image ``name``'s 'realistic' degradation: the training code's
+    practical degradation with Real-ESRGAN's ranges, always second order, drawn from
+    :func:`realistic_seed`. The settings are spelled out here, not taken from the training
+    defaults, so the benchmark does not move when a recipe default does."""
+    from srtool.train.config import DegradationConfig
+    from srtool.train.degrade import sample_practical
+
+    cfg = DegradationConfig(
+        kind="practical",
+        blur_prob=1.0,
+        blur_sigma_range=(0.2, 3.0),
+        resize_range=(0.15, 1.5),
+        noise_prob=1.0,
+        gaussian_noise_range=(1.0, 30.0),
+        poisson_prob=0.5,
+        gray_noise_prob=0.4,
+        jpeg_prob=1.0,
+        jpeg_range=(30, 95),
+        second_order_prob=1.0,
+    )
+    return sample_practical(np.random.default_rng(realistic_seed(name)), cfg)
+
+
+def realistic_lr(hr: np.ndarray, scale: int, name: str) -> np.ndarray:
+    """uint8 LR from uint8 ``hr`` (a multiple of ``scale``) by :func:`realistic_params`."""
+    from srtool.train.degrade import apply_practical
+
+    lr = apply_practical(hr.astype(np.float32) / 255.0, realistic_params(name), scale)
+    return np.clip(np.rint(lr * 255.0), 0, 255).astype(np.uint8)
+
+
+def make_lr(hr: np.ndarray, scale: int, name: str, degradation: str = "bicubic") -> np.ndarray:
+    """The LR image the protocol makes from (mod-cropped) ``hr``: MATLAB bicubic, or the
+    seeded 'realistic' degradation of image file ``name``."""
+    from srtool.resize import imresize
+
+    if degradation == "bicubic":
+        return imresize(hr, 1.0 / scale)
+    if degradation == "realistic":
+        return realistic_lr(hr, scale, name)
+    raise UsageError(f"unknown degradation {degradation!r}: choose bicubic or realistic")

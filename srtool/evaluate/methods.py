@@ -9,7 +9,6 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -163,39 +162,28 @@ def neural_method(
 # ----------------------------------------------------------------------------- LPIPS
 
 
-def lpips_metric() -> tuple[Callable[[np.ndarray, np.ndarray], float] | None, str]:
-    """An LPIPS (AlexNet) function when everything it needs is on this machine, else a reason.
-
-    Needs torch, the ``lpips`` package (its linear-layer weights ship with it) and torchvision's
-    AlexNet weights already in the torch cache: nothing is downloaded during an evaluation.
-    """
+def lpips_metric(
+    weights: str | os.PathLike[str] | None = None, *, download: bool = False
+) -> tuple[Callable[[np.ndarray, np.ndarray], float] | None, str]:
+    """srtool's LPIPS v0.1 (AlexNet, :mod:`srtool.evaluate.lpips`) when torch and the weights
+    are here, else None and one line saying what is missing and how to get it. ``download``
+    builds missing weights from the official releases (checksum-verified) first."""
     import importlib.util
 
-    for module in ("torch", "torchvision", "lpips"):
+    for module in ("torch", "safetensors"):
         if importlib.util.find_spec(module) is None:
-            return None, f"LPIPS skipped: the '{module}' package is not installed"
-    torch_home = Path(
-        os.environ.get("TORCH_HOME")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch"
+            return None, (
+                f"LPIPS not computed: it needs the '{module}' package (pip install 'srtool[train]')"
+            )
+    from srtool.evaluate import lpips
+
+    path = lpips.find_weights(weights)
+    if path is None:
+        if not download:
+            return None, f"LPIPS not computed: {lpips.missing_message()}"
+        log.warning("LPIPS weights missing: downloading them")
+        path = lpips.download_weights()
+    net = lpips.LPIPS.load(path)
+    return net.distance, (
+        f"LPIPS v0.1 (AlexNet) on RGB after the border crop, lower is better ({path})"
     )
-    weights = list((torch_home / "hub" / "checkpoints").glob("alexnet-*.pth"))
-    if not weights:
-        return None, (
-            f"LPIPS skipped: AlexNet weights not in the torch cache ({torch_home}/hub/checkpoints)"
-        )
-    import lpips  # noqa: F401 - presence checked above
-    import torch
-
-    net = lpips.LPIPS(net="alex", verbose=False).eval()
-
-    def score(a: np.ndarray, b: np.ndarray) -> float:
-        def tensor(x: np.ndarray) -> Any:
-            if x.shape[2] == 1:
-                x = np.repeat(x, 3, axis=2)
-            t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float()
-            return (t / 127.5 - 1.0)[None]
-
-        with torch.no_grad():
-            return float(net(tensor(a), tensor(b)).item())
-
-    return score, "LPIPS (AlexNet, lower is better)"

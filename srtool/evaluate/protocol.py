@@ -5,7 +5,9 @@ MATLAB-style antialiased bicubic on uint8 (:mod:`srtool.resize`) unless an LR fo
 upscale the LR with each method; clip and round the result to uint8; crop ``scale`` pixels from
 every edge; measure PSNR and SSIM on BT.601 luma (:mod:`srtool.metrics`). A benchmark's score is
 the mean over its images. With this the bicubic baseline reproduces published tables (Set5 x4
-28.43 dB, BSD100 x4 25.96 dB), so a model's row is comparable with papers.
+28.43 dB, BSD100 x4 25.96 dB), so a model's row is comparable with papers. For models meant
+for real photos, ``degradation="realistic"`` makes the LR by a fixed second-order degradation
+seeded per image instead (:func:`srtool.evaluate.benchmarks.realistic_lr`).
 
 Methods are the baselines ``bicubic`` (MATLAB), ``lanczos`` (Pillow's Lanczos-3) and ``nearest``,
 shipped model names and ONNX files (loaded by :func:`srtool.infer.plan_upscale` and run by
@@ -24,7 +26,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from srtool.evaluate.benchmarks import (
     BenchmarkSet,
     benchmark_from_folders,
     benchmark_from_name,
+    make_lr,
     read_u8,
 )
 from srtool.evaluate.methods import (
@@ -46,16 +49,20 @@ from srtool.evaluate.methods import (
     neural_method,
 )
 from srtool.evaluate.results import (
+    DEGRADATIONS,
     EvaluationReport,
     ImageScore,
     MethodInfo,
     MethodScore,
     ProgressEvent,
+    protocol_for,
 )
 from srtool.metrics import ms_ssim, psnr, ssim
-from srtool.resize import imresize, modcrop
+from srtool.resize import modcrop
 
 log = logging.getLogger("srtool")
+
+_LR_MADE = {"bicubic": "MATLAB bicubic", "realistic": "realistic (seeded, per image)"}
 
 
 def _environment(methods: Sequence[Method]) -> dict[str, Any]:
@@ -175,6 +182,8 @@ def evaluate(
     rgb: bool = False,
     with_ms_ssim: bool = True,
     lpips: bool = False,
+    lpips_weights: str | os.PathLike[str] | None = None,
+    degradation: str = "bicubic",
     tta: bool = False,
     back_projection: int = 0,
     device: str = "auto",
@@ -191,16 +200,23 @@ def evaluate(
     defaults to the models' scale, else that of the given LR images, else 4. ``tta`` /
     ``back_projection`` add, for every network, rows with the x8 self-ensemble and / or
     back-projection iterations next to its plain row, so their effect on quality and time is
-    measured. ``save_images`` writes each SR image and a comparison sheet per image. Models run
-    through ``srtool upscale``'s network pass (``srtool.infer.picture.network_pass``).
-    With ``default_model`` and no ``models`` (``srtool evaluate`` without ``--model``), the
-    shipped default model for the scale is compared with bicubic, and a note says so.
+    measured. ``degradation`` makes the LR images (where none are given) by MATLAB bicubic, the
+    published protocol, or by srtool's seeded ``realistic`` second-order degradation. ``lpips``
+    (or ``lpips_weights``, a file) adds LPIPS v0.1 AlexNet (:mod:`srtool.evaluate.lpips`);
+    ``download`` also fetches its weights when they are missing. ``save_images`` writes each SR
+    image and a comparison sheet per image. Models run through ``srtool upscale``'s network pass
+    (``srtool.infer.picture.network_pass``). With ``default_model`` and no ``models``
+    (``srtool evaluate`` without ``--model``), the shipped default model for the scale is
+    compared with bicubic, and a note says so.
     """
     if back_projection < 0:
         raise UsageError("--back-projection must be >= 0")
     if scale is not None and scale < 1:
         raise UsageError("--scale must be a positive integer")
+    if degradation not in DEGRADATIONS:
+        raise UsageError(f"--degradation {degradation}: choose {' or '.join(DEGRADATIONS)}")
     sets = _benchmark_sets(benchmarks, data_root, hr_dir, lr_dir, download)
+    sets = [replace(s, degradation=degradation) for s in sets]
     variants = [(False, 0)]  # (tta, back-projection iterations) rows per network
     if tta:
         variants.append((True, 0))
@@ -215,15 +231,12 @@ def evaluate(
     metrics = ["psnr_y", "ssim_y"] + (["ms_ssim_y"] if with_ms_ssim else [])
     metrics += ["psnr_rgb", "ssim_rgb"] if rgb else []
     lpips_fn = None
-    if lpips:
-        lpips_fn, lpips_note = lpips_metric()
+    if lpips or lpips_weights:
+        lpips_fn, lpips_note = lpips_metric(lpips_weights, download=download)
         notes.append(lpips_note)
         metrics += ["lpips"] if lpips_fn is not None else []
     else:
-        notes.append(
-            "LPIPS not computed (add --lpips; it needs torch, the lpips package and cached "
-            "AlexNet weights)"
-        )
+        notes.append("LPIPS not computed (add --lpips)")
 
     with tempfile.TemporaryDirectory(prefix="srtool-eval-") as tmp:
         methods, scale = _methods(
@@ -248,6 +261,8 @@ def evaluate(
         methods=[m.info for m in methods],
         scores=[],
         notes=notes,
+        protocol=protocol_for(degradation),
+        degradation=degradation,
         environment=_environment(methods),
     )
     run = _Run(
@@ -328,7 +343,7 @@ def _evaluate_benchmark(bench: BenchmarkSet, run: _Run, report: EvaluationReport
             "name": bench.name,
             "folder": str(bench.folder),
             "images": len(bench.hr) - len(failed),
-            "lr": "given" if bench.lr else "MATLAB bicubic",
+            "lr": "given" if bench.lr else _LR_MADE[bench.degradation],
             "checksums": bench.checksums,
             "reference_copy": bench.comparable,
             "failed": failed,
@@ -361,7 +376,7 @@ def _relabel(info: MethodInfo, label: str) -> MethodInfo:
 
 def _lr_for(bench: BenchmarkSet, hr_path: Path, hr: np.ndarray, scale: int) -> np.ndarray:
     if bench.lr is None:
-        return imresize(hr, 1.0 / scale)
+        return make_lr(hr, scale, hr_path.name, bench.degradation)
     lr = read_u8(bench.lr[hr_path.name])
     want = (hr.shape[0] // scale, hr.shape[1] // scale)
     if lr.shape[:2] != want:

@@ -12,13 +12,27 @@ import numpy as np
 
 log = logging.getLogger("srtool")
 
-PROTOCOL = (
-    "HR cropped to a multiple of the scale; LR by MATLAB-style antialiased bicubic on uint8 "
-    "(rounded after each pass) unless given; SR clipped and rounded to uint8; `scale` pixels "
-    "cropped from every edge; PSNR/SSIM on BT.601 Y (16-235, not rounded); SSIM with an 11x11 "
-    "Gaussian window (sigma 1.5), valid region; greyscale images on their single channel; "
-    "scores are means over images"
+_LR_BICUBIC = "LR by MATLAB-style antialiased bicubic on uint8 (rounded after each pass)"
+_LR_REALISTIC = (
+    "LR by srtool's 'realistic' degradation (Real-ESRGAN-style second order: blur, resize, "
+    "noise, JPEG, twice, then resize to HR/scale and JPEG, srtool.train.degrade with fixed "
+    "settings; its random choices seeded by each image's file name, so every run makes the same "
+    "LR)"
 )
+_PROTOCOL = (
+    "HR cropped to a multiple of the scale; {lr} unless given; SR clipped and rounded to uint8; "
+    "`scale` pixels cropped from every edge; PSNR/SSIM on BT.601 Y (16-235, not rounded); SSIM "
+    "with an 11x11 Gaussian window (sigma 1.5), valid region; greyscale images on their single "
+    "channel; scores are means over images"
+)
+#: How LR images are made from HR ones when no LR folder is given (``--degradation``).
+DEGRADATIONS = {"bicubic": _LR_BICUBIC, "realistic": _LR_REALISTIC}
+PROTOCOL = _PROTOCOL.format(lr=_LR_BICUBIC)
+
+
+def protocol_for(degradation: str) -> str:
+    """The protocol paragraph of a report whose LR images come from ``degradation``."""
+    return _PROTOCOL.format(lr=DEGRADATIONS[degradation])
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,7 @@ class EvaluationReport:
     scores: list[MethodScore]
     notes: list[str]
     protocol: str = PROTOCOL
+    degradation: str = "bicubic"
     environment: dict[str, Any] = field(default_factory=dict)
     saved: list[str] = field(default_factory=list)
     #: images that could not be read: ``{"benchmark", "image", "error"}``, left out of the means
@@ -124,6 +139,7 @@ class EvaluationReport:
             {
                 "scale": self.scale,
                 "protocol": self.protocol,
+                "degradation": self.degradation,
                 "metrics": self.metrics,
                 "benchmarks": self.benchmarks,
                 "methods": [asdict(m) for m in self.methods],
