@@ -36,3 +36,10 @@ nohup setsid python -m srtool train training/recipes/efficient_x4.toml \
 # to continue it after a stop (kill -INT PID):
 #   nohup setsid python -m srtool train --resume --out runs/efficient_x4 \
 #       >> runs/efficient_x4.log 2>&1 &
+
+# 4) sitting 1 ended with SIGINT after step 10386 of 64000 (about 1.8 wall-hours on one thread
+#    of a shared 2-core machine; best Set5 validation 30.94 dB PSNR-Y at step 10000). The run
+#    folder (recipe, run.json, metrics, curves, best checkpoint and resume state) is kept in
+#    training/efficient-x4/run; continue it from the repository root with:
+#   OMP_NUM_THREADS=1 nohup setsid python -m srtool train --resume \
+#       --out training/efficient-x4/run >> runs/efficient_x4.log 2>&1 &
