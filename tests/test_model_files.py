@@ -3,15 +3,11 @@ export for spandrel, and one-line answers when the train extra (torch) is missin
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,23 +57,6 @@ def small_photo(tmp_path: Path, sample_photos: Path) -> Path:
     with Image.open(sample_photos / "chelsea.png") as im:
         im.convert("RGB").crop((100, 50, 148, 90)).save(path)
     return path
-
-
-@pytest.fixture()
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """An HTTP server on 127.0.0.1 serving the files of a temporary folder."""
-    folder = tmp_path / "www"
-    folder.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None  # type: ignore[method-assign]
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", folder
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_catalogue_pins_the_shared_official_file(shared_weights: Path) -> None:
