@@ -372,7 +372,8 @@ def _torch_versions(report: DoctorReport) -> None:
         return
     spec = importlib.util.find_spec("torch.version")
     if spec is not None and spec.origin:
-        for line in open(spec.origin, encoding="utf-8"):
-            if line.startswith("cuda"):
-                value = line.split("=", 1)[1].strip().strip("'\"")
-                report.torch_cuda = None if value in ("None", "") else value
+        with open(spec.origin, encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("cuda"):
+                    value = line.split("=", 1)[1].strip().strip("'\"")
+                    report.torch_cuda = None if value in ("None", "") else value

@@ -20,7 +20,7 @@ from rich.progress import (
 
 from srtool.cli._app import console, err_console, printable
 from srtool.infer.jobs import Job
-from srtool.infer.pipeline import BatchSummary, FileResult
+from srtool.infer.pipeline import BatchSummary, FileResult, NullObserver
 from srtool.infer.upscaler import Upscaler
 
 __all__ = ["make_observer", "render_summary"]
@@ -35,7 +35,7 @@ def _failure_line(result: FileResult) -> str:
     return f"[bold red]failed[/] {_text(result.job.name)}: {_text(result.reason)}"
 
 
-class PlainObserver:
+class PlainObserver(NullObserver):
     """One line per finished file, for logs and pipes; failures go to stderr."""
 
     def __init__(self, quiet: bool) -> None:
@@ -45,15 +45,6 @@ class PlainObserver:
 
     def batch_started(self, total: int) -> None:
         self.total = total
-
-    def file_started(self, job: Job, width: int, height: int) -> None:
-        pass
-
-    def tiles_done(self, done: int, total: int) -> None:
-        pass
-
-    def frames_done(self, done: int, total: int | None) -> None:
-        pass
 
     def file_finished(self, result: FileResult) -> None:
         self.count += 1

@@ -54,6 +54,7 @@ __all__ = [
     "FileResult",
     "BatchSummary",
     "BatchObserver",
+    "NullObserver",
     "BatchInterrupted",
     "check_output_writable",
     "run_batch",
@@ -168,7 +169,9 @@ class BatchObserver(Protocol):
     def file_finished(self, result: FileResult) -> None: ...
 
 
-class _NullObserver:
+class NullObserver:
+    """An observer that ignores every event; a base for observers that need only some."""
+
     def batch_started(self, total: int) -> None:
         pass
 
@@ -338,7 +341,7 @@ def run_batch(
     already written stay, the one being written is never left half-written.
     """
     check_output_writable(jobs, skip_existing=options.skip_existing)
-    observer = observer or _NullObserver()
+    observer = observer or NullObserver()
     lock = threading.Lock()
     summary = BatchSummary()
     reported: set[int] = set()
