@@ -85,6 +85,19 @@ def test_missing_and_incomplete_messages(tmp_path: Path, shared_data: Path) -> N
         datasets.resolve("Set5", tmp_path)
 
 
+@pytest.mark.parametrize("name", ["Set5", "Set14", "BSD100"])
+def test_missing_benchmark_names_the_size_of_its_images(
+    name: str, tmp_path: Path, shared_data: Path
+) -> None:
+    ds = datasets.get(name)
+    on_disk = sum(p.stat().st_size for p in (shared_data / ds.folder).iterdir()) / 1e6
+    assert ds.images_mb == pytest.approx(on_disk, rel=0.15)  # measured, not guessed
+    with pytest.raises(datasets.DatasetMissingError) as info:
+        datasets.resolve(name, tmp_path)
+    assert f"its images take about {ds.images_mb:g} MB" in str(info.value)
+    assert "archive of several benchmarks" in str(info.value)
+
+
 @pytest.mark.parametrize("archive", ["benchmark.zip", "benchmark.tar.gz"])
 def test_fetch_verifies_and_installs(
     tmp_path: Path, shared_data: Path, server: tuple[str, Path], archive: str

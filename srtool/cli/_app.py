@@ -14,17 +14,69 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from srtool import __version__
 from srtool.errors import SrtoolError
 
-app = typer.Typer(
+
+def _unix_style(params: list[Any]) -> list[Any]:
+    """Flags without a ``<bool>`` value (they take none); arguments named in upper case."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+        elif isinstance(param, TyperArgument) and param.metavar is None:
+            param.metavar = (param.name or "value").upper()
+    return params
+
+
+class SrtoolCommand(TyperCommand):
+    """A command whose help reads like the usage line of a Unix tool.
+
+    Flags show no ``<bool>`` value (they take none), arguments are upper-case (``INPUT``), and the
+    usage line names required arguments bare and optional ones in brackets.
+    """
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _unix_style(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [re.sub(r"^\{(.*)\}", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
+
+
+class SrtoolGroup(TyperGroup):
+    """The command group: options rendered like ``SrtoolCommand``'s, commands listed by use."""
+
+    ORDER = ("upscale", "evaluate", "train", "export", "models", "data", "doctor")
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _unix_style(super().get_params(ctx))
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: i for i, name in enumerate(self.ORDER)}
+        return sorted(names, key=lambda name: (rank.get(name, len(rank)), name))
+
+
+class SrtoolTyper(typer.Typer):
+    """A Typer application built of ``SrtoolGroup`` and ``SrtoolCommand`` unless told otherwise."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", SrtoolGroup)
+        super().__init__(**kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+        kwargs.setdefault("cls", SrtoolCommand)
+        return super().command(*args, **kwargs)
+
+
+app = SrtoolTyper(
     name="srtool",
     help="Image super-resolution: train, export, upscale and evaluate.",
     no_args_is_help=True,

@@ -9,6 +9,7 @@ import typer
 
 from srtool.cli._app import (
     QuietOption,
+    SrtoolTyper,
     VerboseOption,
     app,
     cli_errors,
@@ -17,7 +18,7 @@ from srtool.cli._app import (
     setup_logging,
 )
 
-data_app = typer.Typer(
+data_app = SrtoolTyper(
     help="Known datasets: list them, download and checksum-verify them.",
     no_args_is_help=True,
 )

@@ -20,13 +20,13 @@ def doctor(
     device: Annotated[
         str,
         typer.Option(
+            metavar="auto|cpu|cuda[:N]",
             help="The device to check: auto, cpu, cuda or cuda:N. Exit code 0 when it works."
         ),
     ] = "auto",
     verbose: VerboseOption = False,
 ) -> None:
-    """Check versions, execution providers, GPUs and CUDA libraries, and say how to fix what is
-    missing.
+    """Check versions, providers, GPUs and CUDA libraries; say how to fix what is missing.
 
     Example: srtool doctor --device cuda
     """

@@ -110,6 +110,7 @@ def evaluate(
     degradation: Annotated[
         str,
         typer.Option(
+            metavar="bicubic|realistic",
             help="How LR images are made from HR: bicubic (MATLAB, the published protocol) or "
             "realistic (blur, resize, noise and JPEG, twice, seeded per image).",
         ),
@@ -172,11 +173,17 @@ def evaluate(
         ),
     ] = False,
     device: Annotated[
-        str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel="Performance")
+        str,
+        typer.Option(
+            metavar="auto|cpu|cuda[:N]",
+            help="auto, cpu, cuda or cuda:N.",
+            rich_help_panel="Performance",
+        ),
     ] = "auto",
     tile: Annotated[
         str,
         typer.Option(
+            metavar="auto|0|N",
             help="Tile size in LR pixels, 0 for whole images, or auto.",
             rich_help_panel="Performance",
         ),

@@ -93,6 +93,7 @@ def export(
         typer.Option(
             "--format",
             "-f",
+            metavar="onnx|safetensors|pth",
             help="onnx (verified, for `srtool upscale`), or safetensors / pth: plain weights "
             "that spandrel, chaiNNer and ComfyUI load (default: from the output's suffix, "
             "else onnx).",
@@ -143,6 +144,7 @@ def export(
         str,
         typer.Option(
             "--exporter",
+            metavar="dynamo|torchscript",
             help="dynamo (torch.export based) or torchscript (legacy tracer).",
             rich_help_panel="Output",
         ),
@@ -163,8 +165,8 @@ def export(
             rich_help_panel="Output",
         ),
     ] = True,
-    quiet: QuietOption = False,
     verbose: VerboseOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Export a model to ONNX for `srtool upscale`, verified against PyTorch, or as plain
     weights (safetensors / pth) for spandrel-based tools."""

@@ -8,6 +8,7 @@ import typer
 
 from srtool.cli._app import (
     QuietOption,
+    SrtoolTyper,
     VerboseOption,
     app,
     cli_errors,
@@ -17,7 +18,7 @@ from srtool.cli._app import (
     setup_logging,
 )
 
-models_app = typer.Typer(
+models_app = SrtoolTyper(
     help="Models: list shipped and cached ones, add any model file or well-known model by name.",
     no_args_is_help=True,
 )

@@ -250,8 +250,8 @@ def upscale(
             rich_help_panel="Tiling and performance",
         ),
     ] = None,
-    quiet: QuietOption = False,
     verbose: VerboseOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Upscale an image or a whole folder (recursively), tiled and seam-free."""
     setup_logging(verbose, quiet)

@@ -79,6 +79,7 @@ class Dataset:
     source: Source | None = None
     manual: str = ""  # how to obtain it when there is no direct download
     licence: str = "research and education"
+    images_mb: float | None = None  # what its images take once installed (the reference copy)
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -99,6 +100,7 @@ DATASETS: dict[str, Dataset] = {
             description="5 images (baby, bird, butterfly, head, woman)",
             citation="Bevilacqua et al., BMVC 2012",
             layouts=("Set5/HR", "benchmark/Set5/HR"),
+            images_mb=0.9,
             source=Source(_EDSR_BENCHMARK, "benchmark/Set5/HR", note="EDSR benchmark.tar"),
         ),
         Dataset(
@@ -109,6 +111,7 @@ DATASETS: dict[str, Dataset] = {
             description="14 images; bridge is greyscale",
             citation="Zeyde et al., Curves and Surfaces 2010",
             layouts=("Set14/HR", "benchmark/Set14/HR"),
+            images_mb=5,
             source=Source(_EDSR_BENCHMARK, "benchmark/Set14/HR", note="EDSR benchmark.tar"),
         ),
         Dataset(
@@ -120,6 +123,7 @@ DATASETS: dict[str, Dataset] = {
             citation="Martin et al., ICCV 2001",
             aliases=("B100", "BSDS100"),
             layouts=("B100", "BSD100/HR", "B100/HR", "benchmark/B100/HR"),
+            images_mb=27,
             source=Source(
                 _EDSR_BENCHMARK,
                 "benchmark/B100/HR",
@@ -270,13 +274,24 @@ def locate(ds: Dataset, root: Path) -> Path | None:
     return None
 
 
+def download_size(ds: Dataset) -> str:
+    """What a download of ``ds`` costs, as far as it is known, for messages and listings."""
+    if ds.source is not None and ds.source.size_mb:
+        return f"about {ds.source.size_mb:,} MB"
+    if ds.source is not None and ds.source.note.startswith("EDSR benchmark.tar"):
+        size = "an archive of several benchmarks, download size not recorded"
+    else:
+        size = "download size not recorded"
+    if ds.images_mb:
+        size += f"; its images take about {ds.images_mb:g} MB"
+    return size
+
+
 def missing_message(ds: Dataset, root: Path) -> str:
     where = root / ds.folder
     how = f"put its {ds.count} {'/'.join(ds.suffixes)} files in {where}"
     if ds.source is not None:
-        size = (
-            f"about {ds.source.size_mb:,} MB" if ds.source.size_mb else "download size not recorded"
-        )
+        size = download_size(ds)
         also = (
             f"; `srtool evaluate --bench {ds.name} --download` does it too"
             if ds.kind == "benchmark"
