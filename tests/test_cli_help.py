@@ -59,7 +59,9 @@ def test_usage_names_arguments_in_upper_case_and_the_root_lists_upscale_first() 
     usage = runner.invoke(app, ["upscale", "--help"], env={"COLUMNS": "200"}).output
     assert "Usage: srtool upscale [OPTIONS] INPUT OUTPUT" in usage
     root = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output
-    listed = [line.split()[1] for line in root.splitlines() if line.startswith("│ ") and "  " in line]
+    listed = [
+        line.split()[1] for line in root.splitlines() if line.startswith("│ ") and "  " in line
+    ]
     commands = [name for name in listed if not name.startswith("-")]
     assert commands[:3] == ["upscale", "evaluate", "train"], commands
 
@@ -78,5 +80,9 @@ def test_choices_are_shown_in_the_type_column(
     command: tuple[str, ...], option: str, choices: str
 ) -> None:
     result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
-    row = next(line for line in result.output.splitlines() if line.startswith("│") and f" {option} " in line)
+    row = next(
+        line
+        for line in result.output.splitlines()
+        if line.startswith("│") and f" {option} " in line
+    )
     assert choices in row
