@@ -139,23 +139,9 @@ def _gpus(lib: ctypes.CDLL) -> tuple[str | None, list[Gpu]]:
 
 def _free(lib: ctypes.CDLL, dev: ctypes.c_int) -> int | None:
     """Free memory of ``dev`` through its primary context (released again afterwards)."""
-    try:
-        ctx = ctypes.c_void_p()
-        if lib.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) != 0:
-            return None
-        try:
-            if lib.cuCtxPushCurrent_v2(ctx) != 0:
-                return None
-            free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
-            ok = lib.cuMemGetInfo_v2(ctypes.byref(free), ctypes.byref(total)) == 0
-            lib.cuCtxPopCurrent_v2(ctypes.byref(ctypes.c_void_p()))
-            return free.value if ok else None
-        finally:
-            release = getattr(lib, "cuDevicePrimaryCtxRelease_v2", None)
-            if release is not None:
-                release(dev)
-    except AttributeError:  # a driver library without these entry points
-        return None
+    from srtool.infer.onnx_session import context_free_memory
+
+    return context_free_memory(lib, dev)
 
 
 def _loadable(soname: str) -> bool:
@@ -168,14 +154,9 @@ def _loadable(soname: str) -> bool:
 
 def _preload(ort: object) -> None:
     """onnxruntime's loader for pip-installed CUDA libraries; its prints never reach stdout."""
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is None:
-        return
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        try:
-            preload()
-        except Exception as exc:  # noqa: BLE001 - a diagnostic records, never fails
-            log.debug("onnxruntime.preload_dlls failed: %s", exc)
+    from srtool.infer.onnx_session import preload_cuda_libraries
+
+    preload_cuda_libraries(ort)
 
 
 def _tiny_model() -> bytes:

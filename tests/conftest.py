@@ -22,6 +22,47 @@ sys.path.insert(0, str(TESTS_DIR))
 from onnx_factory import build_sr_model  # noqa: E402
 
 
+def _cuda_unusable_reason() -> str | None:
+    """Why the ``gpu`` tests cannot run here, or None when a CUDA session really runs on CUDA
+    (provider listed, a device, and a session that kept the CUDA provider: srtool's own check)."""
+    import tempfile
+
+    import numpy as np
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "onnxruntime is not installed"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return "this onnxruntime has no CUDA provider"
+    from srtool.errors import SrtoolError
+    from srtool.infer.onnx_session import OnnxModel, cuda_device_count
+
+    if cuda_device_count() == 0:
+        return "no CUDA device"
+    with tempfile.TemporaryDirectory() as folder:
+        path = build_sr_model(Path(folder) / "probe.onnx", scale=2)
+        try:
+            model = OnnxModel(path, device="cuda")
+            model.run(np.zeros((1, 3, 8, 8), np.float32))
+        except SrtoolError as exc:
+            return f"CUDA is not usable: {exc}"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``gpu`` tests run only where onnxruntime really runs on CUDA; elsewhere they are skipped
+    with the reason (``pytest -m gpu`` on a GPU machine runs exactly them)."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    reason = _cuda_unusable_reason()
+    if reason is None:
+        return
+    for item in gpu_items:
+        item.add_marker(pytest.mark.skip(reason=f"gpu test: {reason}"))
+
+
 @pytest.fixture(autouse=True)
 def _restore_srtool_logger() -> Iterator[None]:
     """CLI commands configure the ``srtool`` logger (handler, level, no propagation); undo it

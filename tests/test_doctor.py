@@ -5,48 +5,18 @@ an old driver, and CUDA libraries missing."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cuda_stub import build_stub_driver
 
 from srtool.doctor import CUDA_FIX, required_cuda_libraries
 
-STUB = r"""
-#include <stddef.h>
-#include <string.h>
-typedef int CUresult; typedef int CUdevice; typedef void *CUcontext;
-static int ctx;
-CUresult cuInit(unsigned int flags) { return 0; }
-CUresult cuDriverGetVersion(int *v) { *v = DRIVER_VERSION; return 0; }
-CUresult cuDeviceGetCount(int *n) { *n = 1; return 0; }
-CUresult cuDeviceGet(CUdevice *d, int i) { if (i) return 101; *d = 0; return 0; }
-CUresult cuDeviceGetName(char *s, int n, CUdevice d) { strncpy(s, "Stub GPU", n); return 0; }
-CUresult cuDeviceTotalMem_v2(size_t *b, CUdevice d) { *b = (size_t)80 << 30; return 0; }
-CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice d) { *c = &ctx; return 0; }
-CUresult cuDevicePrimaryCtxRelease_v2(CUdevice d) { return 0; }
-CUresult cuCtxPushCurrent_v2(CUcontext c) { return 0; }
-CUresult cuCtxPopCurrent_v2(CUcontext *c) { return 0; }
-CUresult cuMemGetInfo_v2(size_t *f, size_t *t) {
-    *f = (size_t)70 << 30; *t = (size_t)80 << 30; return 0;
-}
-"""
-
 
 def _stub_driver(folder: Path, version: int = 13000) -> Path:
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        pytest.skip("no C compiler to build the stub libcuda.so.1")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "stub.c").write_text(STUB)
-    subprocess.run(
-        [compiler, "-shared", "-fPIC", f"-DDRIVER_VERSION={version}", "-o",
-         str(folder / "libcuda.so.1"), str(folder / "stub.c")],
-        check=True,
-    )  # fmt: skip
-    return folder
+    return build_stub_driver(folder, version=version)
 
 
 def _doctor(*args: str, driver: Path | None = None, prelude: str = "") -> tuple[int, str]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from srtool.errors import ModelError
+from srtool.errors import ModelError, first_line
 from srtool.export.report import ParityResult
 from srtool.infer.tiling import round_to_multiple
 
@@ -20,6 +20,7 @@ __all__ = [
     "compare",
     "ort_session",
     "cuda_available",
+    "cuda_session",
     "measure_parity",
     "parity_inputs",
     "torch_outputs",
@@ -94,3 +95,36 @@ def cuda_available() -> bool:
     except ImportError:
         return False
     return "CUDAExecutionProvider" in ort.get_available_providers() and cuda_device_count() > 0
+
+
+def cuda_session(model_bytes_or_path: bytes | Path, index: int = 0) -> tuple[Any | None, str]:
+    """A session that really runs on CUDA device ``index``, or ``(None, why not)``.
+
+    The CUDA libraries are preloaded as for ``srtool upscale``. A listed CUDA provider and a GPU
+    are no proof: onnxruntime quietly puts a session on the CPU when the provider cannot start
+    (missing CUDA libraries, an old driver), so the session's own providers are checked; a
+    verified session gets ``disable_fallback()``, so a failing call raises instead of moving to
+    the CPU provider.
+    """
+    if not cuda_available():
+        return None, "no CUDA device or no CUDA provider"
+    import onnxruntime as ort
+
+    from srtool.infer.onnx_session import _quiet_logs, preload_cuda_libraries
+
+    preload_cuda_libraries(ort)
+    options = ort.SessionOptions()
+    options.log_severity_level = _quiet_logs(ort)
+    source = (
+        model_bytes_or_path if isinstance(model_bytes_or_path, bytes) else str(model_bytes_or_path)
+    )
+    providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    try:
+        session = ort.InferenceSession(source, options, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - reported as the reason, the CPU rows still stand
+        return None, f"onnxruntime could not start a CUDA session: {first_line(exc)}"
+    active = session.get_providers()
+    if not active or active[0] != "CUDAExecutionProvider":
+        return None, f"onnxruntime could not start a CUDA session (it ran on {', '.join(active)})"
+    session.disable_fallback()
+    return session, ""

@@ -110,10 +110,21 @@ def _open(
     threads: int | None,
 ) -> Upscaler:
     from srtool.errors import UsageError
-    from srtool.infer.onnx_session import OnnxModel
+    from srtool.infer.onnx_session import OnnxModel, parse_device
     from srtool.infer.upscaler import Upscaler
 
-    onnx_model = OnnxModel(ref.path, device=device, name=ref.name, threads=threads)
+    cpu_note = "fp16 runs slower than fp32 on CPU: running the fp32 model"
+    fp32, fp32_name = ref.fp32_path, ref.name.removesuffix("-fp16")
+    if fp32 is not None and parse_device(device)[0] == "cpu":
+        onnx_model = OnnxModel(fp32, device=device, name=fp32_name, threads=threads)
+        onnx_model.notices.insert(0, cpu_note)
+    else:
+        onnx_model = OnnxModel(ref.path, device=device, name=ref.name, threads=threads)
+        if fp32 is not None and onnx_model.device == "cpu":
+            # auto found no usable GPU: the CPU provider would upcast the fp16 graph, slower
+            notices = onnx_model.notices
+            onnx_model = OnnxModel(fp32, device="cpu", name=fp32_name, threads=threads)
+            onnx_model.notices[:0] = [*notices, cpu_note]
     if model is not None and scale is not None and onnx_model.info.scale != scale:
         raise UsageError(
             f"{ref.name} is a x{onnx_model.info.scale} model but --scale {scale} was given; "

@@ -25,13 +25,19 @@ from srtool.infer.modelcache import (
 )
 from srtool.resources import exports_dir
 
-__all__ = ["DEFAULT_MODEL_FOR_SCALE", "ModelRef", "model_dirs", "shipped_models", "resolve_model"]
+__all__ = [
+    "DEFAULT_MODEL_FOR_SCALE",
+    "ModelRef",
+    "fp16_sibling",
+    "model_dirs",
+    "shipped_models",
+    "resolve_model",
+]
 
 log = logging.getLogger("srtool")
 
 DEFAULT_MODEL_FOR_SCALE = {2: "compact-x2", 3: "compact-x3", 4: "compact-x4"}
 MODEL_FILE = "model.onnx"
-FP16_FILE = "model.fp16.onnx"
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,28 @@ class ModelRef:
     shipped: bool
     notice: str | None = None
     stands_in_for: int | None = None
+    fp32_path: Path | None = None  #: the fp32 model, when ``path`` is its fp16 variant
+
+
+def fp16_sibling(path: Path) -> Path:
+    """Where the fp16 variant of an ONNX file lives: ``model.onnx`` -> ``model.fp16.onnx`` (the
+    name ``srtool export --fp16`` writes)."""
+    return path.with_name(f"{path.stem}.fp16.onnx")
+
+
+def _fp16_of(ref: ModelRef) -> ModelRef:
+    """``ref`` switched to its fp16 variant when one lies beside it, else with a notice that the
+    model runs in fp32 (``--fp16`` is never ignored silently)."""
+    if ref.path.name.lower().endswith(".fp16.onnx"):
+        return ref  # already the fp16 file
+    half = fp16_sibling(ref.path)
+    if half.is_file():
+        name = f"{ref.name}-fp16"
+        return ModelRef(name, half, ref.shipped, ref.notice, ref.stands_in_for, fp32_path=ref.path)
+    notice = f"{ref.name} has no fp16 variant ({half.name}): running it in fp32"
+    if ref.notice:
+        notice = f"{ref.notice}; {notice}"
+    return ModelRef(ref.name, ref.path, ref.shipped, notice, ref.stands_in_for)
 
 
 def model_dirs() -> list[Path]:
@@ -115,19 +143,26 @@ def resolve_model(
                 )
             ref = resolve_model(stand_in, None, fp16=fp16)
             note = f"{model} is not installed: using {stand_in} and resizing its output to x{scale}"
-            return ModelRef(ref.name, ref.path, ref.shipped, notice=note, stands_in_for=scale)
+            if ref.notice:
+                note = f"{note}; {ref.notice}"
+            return ModelRef(
+                ref.name, ref.path, ref.shipped, note, stands_in_for=scale, fp32_path=ref.fp32_path
+            )
     candidate = Path(model).expanduser()
     if candidate.is_file():
         if is_torch_file(candidate):
-            return _converted(candidate)
-        return ModelRef(name=candidate.stem, path=candidate, shipped=False)
+            ref = _converted(candidate)
+        else:
+            ref = ModelRef(name=candidate.stem, path=candidate, shipped=False)
+        return _fp16_of(ref) if fp16 else ref
     if _looks_like_path(model):
         raise ModelError(f"model file not found: {model}")
     installed = shipped_models()
     if model not in installed:
         cached = find_cached(model)
         if cached is not None:
-            return ModelRef(name=cached.name, path=cached.path, shipped=False)
+            ref = ModelRef(name=cached.name, path=cached.path, shipped=False)
+            return _fp16_of(ref) if fp16 else ref
         names = ", ".join(sorted(installed)) or "none installed"
         cached_names = ", ".join(sorted({m.name for m in cached_models()})) or "none"
         hint = f"; `srtool models add {model}` fetches it" if model in CATALOGUE else ""
@@ -135,14 +170,5 @@ def resolve_model(
             f"unknown model '{model}' (shipped: {names}; cached: {cached_names}; or give a "
             f".onnx, .pth or .safetensors file{hint})"
         )
-    folder = installed[model]
-    if fp16:
-        if (folder / FP16_FILE).is_file():
-            return ModelRef(name=f"{model}-fp16", path=folder / FP16_FILE, shipped=True)
-        return ModelRef(
-            name=model,
-            path=folder / MODEL_FILE,
-            shipped=True,
-            notice=f"{model} has no fp16 variant: running it in fp32",
-        )
-    return ModelRef(name=model, path=folder / MODEL_FILE, shipped=True)
+    ref = ModelRef(name=model, path=installed[model] / MODEL_FILE, shipped=True)
+    return _fp16_of(ref) if fp16 else ref

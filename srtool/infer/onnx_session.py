@@ -9,7 +9,9 @@ output dtype).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import io
 import logging
 import math
 import os
@@ -28,6 +30,8 @@ __all__ = [
     "OnnxModel",
     "read_metadata",
     "cuda_device_count",
+    "cuda_free_memory",
+    "preload_cuda_libraries",
     "cpu_thread_count",
     "parse_device",
 ]
@@ -40,7 +44,21 @@ MAX_MULTIPLE_OF = 64
 MAX_FEATURES = 4096
 MAX_ACTIVATION = 1e9  # peak activation values per input pixel
 MAX_VALUE = 65535.0  # the widest value range: 16-bit samples
-_OOM_MARKERS = ("out of memory", "failed to allocate", "cudaerrormemoryallocation", "bad_alloc")
+# How an allocation failure reads in onnxruntime's messages: its arenas ("Failed to allocate memory
+# for requested buffer"), the CUDA runtime ("CUDA failure 2: out of memory",
+# cudaErrorMemoryAllocation), cuBLAS / cuDNN / cuFFT / cuRAND handles and workspaces
+# (CUBLAS_STATUS_ALLOC_FAILED, CUDNN_STATUS_ALLOC_FAILED, cuDNN 9's
+# CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED, CURAND_STATUS_ALLOCATION_FAILED) and the
+# host (std::bad_alloc). All of them are worth a retry with smaller tiles.
+_OOM_MARKERS = (
+    "out of memory",
+    "failed to allocate",
+    "cudaerrormemoryallocation",
+    "bad_alloc",
+    "alloc_failed",
+    "allocation_failed",
+    "allocation failed",
+)
 
 
 @dataclass(frozen=True)
@@ -173,6 +191,63 @@ def cuda_device_count() -> int:
     return count.value
 
 
+def context_free_memory(driver: ctypes.CDLL, device: ctypes.c_int) -> int | None:
+    """Free memory of one device, asked through its primary context, which is released again
+    (onnxruntime's sessions share that context, so this neither creates a second one nor tears
+    theirs down). None when the driver cannot say."""
+    try:
+        ctx = ctypes.c_void_p()
+        if driver.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), device) != 0:
+            return None
+        try:
+            if driver.cuCtxPushCurrent_v2(ctx) != 0:
+                return None
+            free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+            ok = driver.cuMemGetInfo_v2(ctypes.byref(free), ctypes.byref(total)) == 0
+            driver.cuCtxPopCurrent_v2(ctypes.byref(ctypes.c_void_p()))
+            return free.value if ok else None
+        finally:
+            release = getattr(driver, "cuDevicePrimaryCtxRelease_v2", None)
+            release = release or getattr(driver, "cuDevicePrimaryCtxRelease", None)
+            if release is not None:
+                release(device)
+    except AttributeError:  # a driver library without these entry points
+        return None
+
+
+def cuda_free_memory(index: int = 0) -> int | None:
+    """Free memory of CUDA device ``index`` in bytes, from the driver API (``cuMemGetInfo``).
+
+    The driver numbers devices as CUDA programs see them, honouring ``CUDA_VISIBLE_DEVICES`` and
+    ``CUDA_DEVICE_ORDER`` (``nvidia-smi -i N`` does not). None when there is no driver, no such
+    device, or the driver cannot say.
+    """
+    driver = cuda_driver()
+    if driver is None:
+        return None
+    device = ctypes.c_int(0)
+    try:
+        if driver.cuDeviceGet(ctypes.byref(device), index) != 0:
+            return None
+    except AttributeError:
+        return None
+    return context_free_memory(driver, device)
+
+
+def preload_cuda_libraries(ort: Any) -> None:
+    """onnxruntime's loader for pip-installed CUDA libraries (``onnxruntime.preload_dlls``), run
+    before any CUDA session; what it prints about missing libraries never reaches the user (the
+    session's provider check reports the failure instead)."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            preload()
+        except Exception as exc:  # noqa: BLE001 - missing CUDA wheels: the session reports it
+            log.debug("onnxruntime.preload_dlls failed: %s", exc)
+
+
 def parse_device(device: str) -> tuple[str, int]:
     """``auto | cpu | cuda | cuda:N`` -> (kind, index)."""
     device = device.strip().lower()
@@ -231,6 +306,10 @@ class OnnxModel:
             raise DeviceError(f"CUDA was requested but onnxruntime could not use it ({active})")
         if kind == "auto" and providers[0][0] == "CUDAExecutionProvider" and self.device != "cuda":
             self.notices.append("CUDA is present but onnxruntime could not use it: running on CPU")
+        if self.device == "cuda":
+            # onnxruntime's Python run() would otherwise retry a failed call on the CPU provider
+            # (with a print), while srtool still reports and sizes tiles for CUDA
+            self.session.disable_fallback()
         self.device_index = index if self.device == "cuda" else 0
 
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
@@ -260,12 +339,7 @@ class OnnxModel:
         if kind == "auto" and devices == 0:
             self.notices.append("no CUDA device found: running on CPU")
             return [cpu]
-        preload = getattr(ort, "preload_dlls", None)
-        if preload is not None:
-            try:
-                preload()
-            except Exception as exc:  # missing CUDA wheels: the session start reports it
-                log.debug("onnxruntime.preload_dlls failed: %s", exc)
+        preload_cuda_libraries(ort)
         cuda_options = {"device_id": index, "cudnn_conv_algo_search": "HEURISTIC"}
         return [("CUDAExecutionProvider", cuda_options), cpu]
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,10 +17,19 @@ import numpy as np
 
 from srtool.errors import ModelError, OutOfMemoryError, UsageError
 from srtool.infer.blend import FeatherCanvas
-from srtool.infer.onnx_session import ModelInfo, OnnxModel
+from srtool.infer.onnx_session import ModelInfo, OnnxModel, cuda_free_memory
 from srtool.infer.tiling import DEFAULT_OVERLAP, TileGrid, plan_tiles
 
-__all__ = ["Upscaler", "TileProgress", "auto_tile_size", "free_memory_bytes", "pad_to_multiple"]
+__all__ = [
+    "Upscaler",
+    "TileProgress",
+    "auto_tile_size",
+    "free_memory_bytes",
+    "pad_to_multiple",
+    "tensor_values_per_pixel",
+    "max_tile_side",
+    "MAX_TENSOR_VALUES",
+]
 
 log = logging.getLogger("srtool")
 
@@ -35,31 +42,30 @@ MIN_TILE = 32
 CPU_TILE_CAP = 512
 GPU_TILE_CAP = 1024
 DEFAULT_CUDA_BATCH = 4
+#: Free GPU memory assumed when the driver cannot say: small enough for any CUDA card in use.
+CUDA_FREE_GUESS = 4 * 1024**3
+#: Values one tensor of a session call may hold: cuDNN's tensor descriptors refuse 2^31 and more,
+#: and onnxruntime's CUDA element-wise kernels index with int32 (past it they crash or leave
+#: outputs unwritten). On CPU such a tensor is 8 GiB of float32, far beyond what a tile is for.
+MAX_TENSOR_VALUES = 2**31 - 1
 
 
 def free_memory_bytes(device: str, index: int = 0) -> int:
-    """Memory available for activations on ``device`` (a conservative guess when unknown)."""
+    """Memory available for activations on ``device`` (a conservative guess when unknown).
+
+    CUDA: ``cuMemGetInfo`` of device ``index`` as CUDA numbers it (``CUDA_VISIBLE_DEVICES``
+    applies), through the driver library.
+    """
     if device == "cuda":
-        smi = shutil.which("nvidia-smi")
-        if smi:
-            try:
-                out = subprocess.run(
-                    [
-                        smi,
-                        "--query-gpu=memory.free",
-                        "--format=csv,noheader,nounits",
-                        "-i",
-                        str(index),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                    check=True,
-                ).stdout
-                return int(out.strip().splitlines()[0]) * 1024 * 1024
-            except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-                pass
-        return 4 * 1024**3
+        free = cuda_free_memory(index)
+        if free is None:
+            log.debug(
+                "cannot read free memory of cuda:%d from the driver: assuming %d GiB",
+                index,
+                CUDA_FREE_GUESS // 1024**3,
+            )
+            return CUDA_FREE_GUESS
+        return free
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:
@@ -73,8 +79,34 @@ def free_memory_bytes(device: str, index: int = 0) -> int:
         return 2 * 1024**3
 
 
+def tensor_values_per_pixel(info: ModelInfo) -> float:
+    """Values of the largest single tensor of one call, per input pixel of one tile.
+
+    The model's measured peak activation when its metadata records it (``srtool export`` does);
+    else, as a bound, a feature map of its width (64 when unknown) at the output resolution, which
+    is where ESRGAN-style nets keep full-width layers. Never less than the input or the output.
+    """
+    scale2 = info.scale * info.scale
+    if info.activation_per_pixel is not None:
+        peak = info.activation_per_pixel
+    else:
+        peak = (info.features or 64) * scale2
+    return max(peak, 3 * scale2, info.in_channels)
+
+
+def max_tile_side(info: ModelInfo, batch: int = 1) -> int:
+    """Largest square tile (a multiple of the model's size rule) for which a call of ``batch``
+    tiles keeps every tensor below ``MAX_TENSOR_VALUES``; 0 when not even the smallest does."""
+    per_pixel = tensor_values_per_pixel(info) * max(batch, 1)
+    side = math.isqrt(int(MAX_TENSOR_VALUES / per_pixel))
+    while side > 0 and side * side * per_pixel >= MAX_TENSOR_VALUES:
+        side -= 1
+    return side // info.multiple_of * info.multiple_of
+
+
 def auto_tile_size(info: ModelInfo, device: str, free_bytes: int, batch: int) -> int:
-    """Largest tile whose activations fit a fraction of free memory, capped per device.
+    """Largest tile whose activations fit a fraction of free memory, capped per device and so
+    that no tensor of a call holds ``MAX_TENSOR_VALUES`` or more.
 
     The activation estimate is per input pixel, in float32: the model's measured peak
     activation when its metadata records it (``srtool export`` does), else a few feature maps of
@@ -89,7 +121,11 @@ def auto_tile_size(info: ModelInfo, device: str, free_bytes: int, batch: int) ->
     side = int(math.sqrt(max(budget, 0) / bytes_per_pixel))
     cap = GPU_TILE_CAP if device == "cuda" else CPU_TILE_CAP
     side = min(side, cap) // 32 * 32
-    return max(side, MIN_TILE * 2)
+    side = max(side, MIN_TILE * 2)
+    limit = max_tile_side(info, batch)
+    if side > limit:  # only for models with a huge per-pixel peak: keep every tensor legal
+        side = max(limit // 32 * 32 or limit, info.multiple_of)
+    return side
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
@@ -150,6 +186,7 @@ class Upscaler:
         default_batch = DEFAULT_CUDA_BATCH if model.device == "cuda" else 1
         self._settings = _Settings(tile=tile, batch=batch or default_batch)
         self._free_bytes: int | None = None
+        self._capped_tile = False  # warned once that a tile was cut to the tensor limit
 
     @property
     def info(self) -> ModelInfo:
@@ -199,6 +236,7 @@ class Upscaler:
             grid = plan_tiles(
                 padded.shape[0], padded.shape[1], tile, self.overlap, self.info.multiple_of
             )
+            grid = self._within_tensor_limit(grid)
             try:
                 output = self._run_grid(padded, grid, dtype, on_tile)
                 break
@@ -209,6 +247,52 @@ class Upscaler:
         if output.shape[0] != height * s or output.shape[1] != width * s:
             output = np.ascontiguousarray(output[: height * s, : width * s])
         return output
+
+    def _call_values(self, grid: TileGrid, batch: int) -> float:
+        """Values in the largest tensor of one call over ``grid`` (batches stay within a row)."""
+        tiles = min(batch, len(grid.cols))
+        return tiles * grid.tile_height * grid.tile_width * tensor_values_per_pixel(self.info)
+
+    def _within_tensor_limit(self, grid: TileGrid) -> TileGrid:
+        """``grid``, or a finer one, such that no tensor of a call reaches ``MAX_TENSOR_VALUES``.
+
+        Fewer tiles per call first (kept for the run); when one tile alone is too big (``--tile
+        0`` on a huge image, a large ``--tile N``, a model with full-width high-resolution
+        layers), smaller tiles for this image, with one warning per run.
+        """
+        settings = self._settings
+        if self._call_values(grid, settings.batch) < MAX_TENSOR_VALUES:
+            return grid
+        if settings.batch > 1:
+            one = self._call_values(grid, 1)
+            before = min(settings.batch, len(grid.cols))
+            settings.batch = max(int((MAX_TENSOR_VALUES - 1) // one), 1)
+            log.warning(
+                "%d tiles of %dx%d per call would hold over 2^31 values in one tensor: "
+                "running %d per call",
+                before,
+                grid.tile_width,
+                grid.tile_height,
+                settings.batch,
+            )
+            if one < MAX_TENSOR_VALUES:
+                return grid
+        side = max_tile_side(self.info, 1)
+        if side < self.info.multiple_of or side < 1:
+            raise ModelError(
+                f"model {self.info.name}: even a {self.info.multiple_of}px tile would hold over "
+                "2^31 values in one tensor"
+            )
+        log_fn = log.debug if self._capped_tile else log.warning
+        self._capped_tile = True
+        log_fn(
+            "a %dx%d tile would hold over 2^31 values in one tensor of %s: using %dpx tiles",
+            grid.tile_width,
+            grid.tile_height,
+            self.info.name,
+            side,
+        )
+        return plan_tiles(grid.height, grid.width, side, self.overlap, self.info.multiple_of)
 
     def _shrink_after_oom(self, grid: TileGrid) -> bool:
         settings = self._settings
