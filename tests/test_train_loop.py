@@ -626,3 +626,26 @@ def test_loader_workers_auto(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_workers("auto", cuda) == 16
     with pytest.raises(UsageError, match="data.num_workers"):
         load_recipe(None, ["data.num_workers='many'"])
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("scaled", [True, False])
+def test_a_skip_flag_stops_the_optimiser_step(fused: bool, scaled: bool) -> None:
+    """The device-side skip through every path: fused or plain Adam, with or without the fp16
+    GradScaler (whose scale then drops, as after an overflow)."""
+    from types import SimpleNamespace
+
+    from srtool.train.loop import _step_unless
+
+    for skip in (1.0, 0.0):
+        param = torch.nn.Parameter(torch.ones(4))
+        opt = torch.optim.Adam([param], lr=0.1, fused=fused)
+        scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, enabled=scaled)
+        scaler.scale((param * 2).sum()).backward()
+        scaler.unscale_(opt)
+        _step_unless(SimpleNamespace(scaler=scaler), opt, torch.tensor([skip]))
+        scaler.update()
+        assert torch.equal(param.detach(), torch.ones(4)) == bool(skip), (skip, fused, scaled)
+        if scaled:
+            assert scaler.get_scale() == (512.0 if skip else 1024.0)
+        assert not hasattr(opt, "found_inf")
