@@ -17,6 +17,7 @@ from srtool.errors import UsageError
 from srtool.models import build
 from srtool.models.checkpoint import load_checkpoint, load_state, save_checkpoint
 from srtool.train import load_recipe
+from srtool.train import loop as loop_module
 from srtool.train.loop import TrainingDiverged, TrainingInterrupted, lr_factor, train
 from srtool.train.patches import read_rgb8
 from srtool.train.weights import load_init
@@ -315,13 +316,24 @@ def test_nan_guard_skips_counts_and_stops_with_saved_state(t91: Path, tmp_path: 
     with torch.no_grad():
         model.body[0].weight[0, 0, 0, 0] = float("nan")  # NaN output -> NaN loss
     poisoned = save_checkpoint(tmp_path / "nan.safetensors", model, meta={"step": 0})
-    recipe = load_recipe(None, BASE + ["train.steps=10", "train.max_bad_steps=2"])
-    with pytest.raises(TrainingDiverged, match="3 steps had a non-finite loss or gradient"):
+    recipe = load_recipe(
+        None, BASE + ["train.steps=40", "train.max_bad_steps=2", "train.log_every=20"]
+    )
+    # the host reads the skipped steps every few steps (and before each log and save): the
+    # run stops at the first read that finds more than max_bad_steps, every step so far skipped
+    with pytest.raises(TrainingDiverged, match="steps had a non-finite loss or gradient") as err:
         train(recipe, data=[str(t91)], out_dir=tmp_path / "run", device="cpu", init_from=poisoned)
+    found = int(str(err.value).split("diverged: ")[1].split()[0])
+    assert 3 <= found <= loop_module._CHECK_EVERY
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.state.pt", weights_only=True)
-    assert state["bad_steps"] == 3 and state["step"] == 3
-    assert state["opt_g"]["state"] == {}  # no optimiser step was taken
-    assert (tmp_path / "run" / "checkpoints" / "step_0000003.safetensors").exists()
+    assert state["bad_steps"] == found and state["step"] == found
+    for param in state["opt_g"]["state"].values():  # no optimiser step was taken
+        assert float(param["step"]) == 0
+        assert not param["exp_avg"].any() and not param["exp_avg_sq"].any()
+    checkpoint = tmp_path / "run" / "checkpoints" / f"step_{found:07d}.safetensors"
+    weights, _ = load_state(checkpoint)
+    start, _ = load_state(poisoned)
+    assert all(torch.equal(weights[k].nan_to_num(), start[k].nan_to_num()) for k in start)
 
 
 def test_too_small_images_are_reported(t91: Path, tmp_path: Path) -> None:
@@ -538,3 +550,102 @@ def test_progress_moves_every_step_between_log_intervals(t91: Path, tmp_path: Pa
     assert [e.step for e in events if e.kind == "step"] == [10, 20]
     assert view.updates >= 20
     assert view.progress.tasks[0].completed == 20
+
+
+def test_a_non_finite_step_is_skipped_on_the_device_without_a_host_read(
+    t91: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One poisoned batch in a GAN run (vanilla D with BatchNorm): that step changes neither G,
+    D (weights and BatchNorm statistics), the EMA nor the optimisers; the run goes on and counts
+    it. A training step never reads a device value on the host (no .item(), bool() or tolist():
+    a GPU would stall on each)."""
+    recipe = load_recipe(
+        None,
+        BASE
+        + [
+            "loss.adversarial=vanilla",
+            "loss.adversarial_weight=1e-3",
+            "discriminator.arch=vgg",
+            "discriminator.hparams={features = 4}",
+            "train.steps=4",
+            "train.ema_decay=0.9",
+            "train.save_every=1",
+            "train.val_every=100",
+        ],
+    )
+    real_step = loop_module.train_step
+    reads = []
+
+    def no_host_reads(name: str):  # noqa: ANN202
+        def refuse(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            reads.append(name)
+            raise AssertionError(f"Tensor.{name} inside a training step")
+
+        return refuse
+
+    def step(t, index, lr_img, hr):  # noqa: ANN001, ANN202
+        if index == 2:
+            lr_img = torch.full_like(lr_img, float("nan"))
+        with monkeypatch.context() as m:
+            for name in ("item", "tolist", "__bool__"):
+                m.setattr(torch.Tensor, name, no_host_reads(name))
+            return real_step(t, index, lr_img, hr)
+
+    monkeypatch.setattr(loop_module, "train_step", step)
+    res = train(recipe, data=[str(t91)], out_dir=tmp_path / "run", device="cpu")
+    assert reads == [] and res.bad_steps == 1
+    assert set(losses_by_step(tmp_path / "run")) == {1, 2, 4}  # step 3 logged nothing
+    assert all(np.isfinite(v) for v in losses_by_step(tmp_path / "run").values())
+    ckpt = tmp_path / "run" / "checkpoints"
+    for weights in ("raw", "ema"):
+        before, _ = load_state(ckpt / "step_0000002.safetensors", prefer_ema=weights == "ema")
+        after, _ = load_state(ckpt / "step_0000003.safetensors", prefer_ema=weights == "ema")
+        assert all(torch.equal(before[k], after[k]) for k in before), weights
+    state = torch.load(ckpt / "last.state.pt", weights_only=True)
+    assert state["bad_steps"] == 1 and state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["d"].values() if v.is_floating_point())
+    assert float(next(iter(state["opt_g"]["state"].values()))["step"]) == 3  # 4 steps, 1 skipped
+
+
+def test_loader_workers_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    from srtool.train.setup import resolve_workers
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert load_recipe(None, []).data.num_workers == "auto"
+    assert resolve_workers(0, cuda) == 0 and resolve_workers(5, cpu) == 5  # explicit: as given
+    assert resolve_workers("auto", cpu) == 2  # the former default: CPU runs unchanged
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert resolve_workers("auto", cuda) == 15
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun, 4 GPUs on this node
+    assert resolve_workers("auto", cuda) == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert resolve_workers("auto", cuda) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(128)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert resolve_workers("auto", cuda) == 16
+    with pytest.raises(UsageError, match="data.num_workers"):
+        load_recipe(None, ["data.num_workers='many'"])
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("scaled", [True, False])
+def test_a_skip_flag_stops_the_optimiser_step(fused: bool, scaled: bool) -> None:
+    """The device-side skip through every path: fused or plain Adam, with or without the fp16
+    GradScaler (whose scale then drops, as after an overflow)."""
+    from types import SimpleNamespace
+
+    from srtool.train.loop import _step_unless
+
+    for skip in (1.0, 0.0):
+        param = torch.nn.Parameter(torch.ones(4))
+        opt = torch.optim.Adam([param], lr=0.1, fused=fused)
+        scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, enabled=scaled)
+        scaler.scale((param * 2).sum()).backward()
+        scaler.unscale_(opt)
+        _step_unless(SimpleNamespace(scaler=scaler), opt, torch.tensor([skip]))
+        scaler.update()
+        assert torch.equal(param.detach(), torch.ones(4)) == bool(skip), (skip, fused, scaled)
+        if scaled:
+            assert scaler.get_scale() == (512.0 if skip else 1024.0)
+        assert not hasattr(opt, "found_inf")

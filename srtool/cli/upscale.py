@@ -122,7 +122,11 @@ def upscale(
     ] = None,
     device: Annotated[
         str,
-        typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel="Tiling and performance"),
+        typer.Option(
+            help="auto, cpu, cuda, cuda:N, several GPUs as cuda:0,1, or cuda:all (every "
+            "visible GPU; one session each, files spread across them).",
+            rich_help_panel="Tiling and performance",
+        ),
     ] = "auto",
     fp16: Annotated[
         bool,
@@ -225,6 +229,17 @@ def upscale(
             rich_help_panel="Video",
         ),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="K/N",
+            help="Only this machine's share of the files: K of N (K from 0 to N-1, e.g. "
+            "$SLURM_ARRAY_TASK_ID/4 or $JOB_COMPLETION_INDEX/4). The split hashes each file's "
+            "relative path: the same on every machine, whatever exists already.",
+            rich_help_panel="Input selection",
+        ),
+    ] = None,
     skip_existing: Annotated[
         bool,
         typer.Option(
@@ -259,7 +274,14 @@ def upscale(
         from srtool.cli.upscale_view import make_observer, render_summary
         from srtool.errors import UsageError
         from srtool.infer import UpscalePlan, plan_upscale
-        from srtool.infer.jobs import check_name_template, collect_jobs
+        from srtool.infer.jobs import (
+            check_name_template,
+            collect_jobs,
+            in_shard,
+            parse_shard,
+            shard_jobs,
+        )
+        from srtool.infer.onnx_session import expand_devices
         from srtool.infer.picture import check_outscale
         from srtool.infer.pipeline import (
             BatchInterrupted,
@@ -270,6 +292,8 @@ def upscale(
         from srtool.infer.video import VideoOptions, describe_encoder
 
         tile_size = parse_tile(tile)
+        shard_of = parse_shard(shard) if shard is not None else None
+        expand_devices(device)  # a bad device list fails now, before any file is listed
         check_outscale(outscale)
         fit = (width, height) if width is not None or height is not None else None
         if fit is not None and outscale is not None:
@@ -317,6 +341,18 @@ def upscale(
             kinds = sorted({kind for _, kind in left_out})
             found = f" ({len(left_out)} other files: {'; '.join(kinds)})" if left_out else ""
             raise UsageError(f"no supported images or videos found in {input}{found}")
+        if shard_of is not None:
+            everything = len(jobs)
+            jobs = shard_jobs(jobs, *shard_of)
+            left_out = [item for item in left_out if in_shard(item[0], *shard_of)]
+            if not quiet:
+                err_console.print(
+                    f"[yellow]note:[/] shard {shard_of[0]}/{shard_of[1]}: {len(jobs)} of "
+                    f"{everything} files",
+                    highlight=False,
+                )
+            if not jobs:  # a small folder split many ways: nothing for this machine
+                return
         check_output_writable(jobs, skip_existing=skip_existing)  # before the model loads
         # which encoder the videos get (a UsageError when --codec has none in this build)
         has_video = any(job.format == "video" and not job.conflict for job in jobs)
@@ -340,8 +376,8 @@ def upscale(
                     f"[yellow]note:[/] {printable(notice)}", highlight=False, soft_wrap=True
                 )
         try:
-            with make_observer(plan.upscaler, quiet=quiet) as observer:
-                summary = run_batch(jobs, plan.upscaler, options, observer)
+            with make_observer(plan.upscalers, quiet=quiet) as observer:
+                summary = run_batch(jobs, list(plan.upscalers), options, observer)
         except BatchInterrupted as stopped:  # Ctrl-C or SIGTERM: what was done, then exit 130
             err_console.print("[bold red]interrupted[/]")
             stopped.summary.left_out = left_out

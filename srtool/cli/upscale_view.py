@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from rich.markup import escape
 from rich.progress import (
@@ -71,7 +71,7 @@ class PlainObserver(NullObserver):
 class RichObserver:
     """Files bar, current image's tiles bar, output MPix/s and ETA."""
 
-    def __init__(self, upscaler: Upscaler) -> None:
+    def __init__(self, upscaler: Upscaler | Sequence[Upscaler]) -> None:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -82,7 +82,7 @@ class RichObserver:
             console=err_console,
             transient=False,
         )
-        self.device = upscaler.model.device
+        self.device = _devices(upscaler)
         self.files: TaskID | None = None
         self.tiles: TaskID | None = None
         self.started = time.perf_counter()
@@ -132,6 +132,17 @@ class RichObserver:
             self.progress.console.print(_failure_line(result), highlight=False)
 
 
+def _devices(upscaler: Upscaler | Sequence[Upscaler]) -> str:
+    """``cpu``, ``cuda`` or, for several devices, ``cuda:0,1``."""
+    upscalers = list(upscaler) if isinstance(upscaler, (list, tuple)) else [upscaler]
+    if len(upscalers) == 1:
+        return upscalers[0].model.device
+    indices = [str(u.model.device_index) for u in upscalers if u.model.device == "cuda"]
+    if len(indices) == len(upscalers):
+        return "cuda:" + ",".join(indices)
+    return ", ".join(u.model.device for u in upscalers)
+
+
 def _video_stats(result: FileResult) -> str:
     """``12 frames, 24.5 frames/s, libx264, `` for a video's done line; empty for an image."""
     if not result.frames:
@@ -145,7 +156,9 @@ def _shorten(name: str, width: int = 40) -> str:
 
 
 @contextlib.contextmanager
-def make_observer(upscaler: Upscaler, *, quiet: bool) -> Iterator[PlainObserver | RichObserver]:
+def make_observer(
+    upscaler: Upscaler | Sequence[Upscaler], *, quiet: bool
+) -> Iterator[PlainObserver | RichObserver]:
     """Rich display on an interactive terminal (unless quiet), plain lines otherwise."""
     if quiet or not err_console.is_terminal:
         yield PlainObserver(quiet)

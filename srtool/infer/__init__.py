@@ -52,6 +52,11 @@ class UpscalePlan:
     upscaler: Upscaler
     outscale: float | None
     notices: tuple[str, ...] = ()
+    upscalers: tuple[Upscaler, ...] = ()  # one per device of a device list; else (upscaler,)
+
+    def __post_init__(self) -> None:
+        if not self.upscalers:
+            object.__setattr__(self, "upscalers", (self.upscaler,))
 
 
 def plan_upscale(
@@ -72,14 +77,20 @@ def plan_upscale(
     Without ``outscale``, a default model that is not installed is replaced by the nearest shipped
     scale, and the plan's ``outscale`` resizes its output to the scale asked for; an explicit
     ``outscale`` keeps the exact-model rule. ``tile``: None sizes tiles from free memory, ``0``
-    runs whole images.
+    runs whole images. ``device`` may list several GPUs (``cuda:0,1``, ``cuda:all``): then the
+    plan holds one upscaler per device (``upscalers``), for ``run_batch``.
     """
+    from srtool.infer.onnx_session import expand_devices
+
+    devices = expand_devices(device)  # a bad list fails before the model is looked up
     ref = resolve_model(model, scale, fp16=fp16, allow_other_scale=outscale is None)
-    upscaler = _open(ref, model, scale, device, tile, overlap, batch, threads)
+    upscalers = tuple(
+        _open(ref, model, scale, one, tile, overlap, batch, threads) for one in devices
+    )
     if ref.stands_in_for is not None:
         outscale = float(ref.stands_in_for)
-    notices = tuple(n for n in (ref.notice, *upscaler.model.notices) if n)
-    return UpscalePlan(upscaler, outscale, notices)
+    notices = tuple(n for n in (ref.notice, *upscalers[0].model.notices) if n)
+    return UpscalePlan(upscalers[0], outscale, notices, upscalers)
 
 
 def load_upscaler(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import hashlib
 import os
 import stat
 import string
@@ -27,6 +28,9 @@ __all__ = [
     "collect_jobs",
     "check_name_template",
     "input_problem",
+    "parse_shard",
+    "shard_jobs",
+    "in_shard",
     "IGNORED_NAMES",
     "NAME_FIELDS",
     "OUTPUT_FORMATS",
@@ -333,3 +337,41 @@ def _mark_collisions(jobs: list[Job]) -> list[Job]:
             seen[key] = job.name
             planned.append(job)
     return planned
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``--shard K/N`` -> (K, N): this machine's share, K counted from 0 (0 <= K < N), as
+    Slurm's ``SLURM_ARRAY_TASK_ID`` with ``--array=0-(N-1)`` and Kubernetes'
+    ``JOB_COMPLETION_INDEX`` give it. Raises :class:`UsageError` in one line."""
+    usage = (
+        f"--shard {text!r}: expected K/N with 0 <= K < N, e.g. 0/4 ... 3/4 "
+        "(K counts from 0, like SLURM_ARRAY_TASK_ID with --array=0-3 or JOB_COMPLETION_INDEX)"
+    )
+    index, sep, count = text.strip().partition("/")
+    if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+        raise UsageError(usage)
+    k, n = int(index), int(count)
+    if n < 1 or k >= n:
+        raise UsageError(usage)
+    return k, n
+
+
+def in_shard(name: str, index: int, count: int) -> bool:
+    """Whether the file of relative path ``name`` belongs to shard ``index`` of ``count``.
+
+    The share is a hash of the path relative to INPUT (SHA-256, not Python's salted ``hash``):
+    it depends on nothing but the name, so every machine agrees whatever order its file system
+    lists the folder in, whichever outputs already exist (``--skip-existing``), and even when
+    files were added between the machines' listings: a file never moves to another shard, so none
+    is done twice or left out. The shards' sizes vary by chance (binomially, a few per cent for
+    thousands of files), the price of that stability.
+    """
+    if count == 1:
+        return True
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % count == index
+
+
+def shard_jobs(jobs: list[Job], index: int, count: int) -> list[Job]:
+    """The jobs of shard ``index`` of ``count`` (see :func:`in_shard`), in their order."""
+    return [job for job in jobs if in_shard(job.name, index, count)]

@@ -34,6 +34,7 @@ __all__ = [
     "preload_cuda_libraries",
     "cpu_thread_count",
     "parse_device",
+    "expand_devices",
 ]
 
 log = logging.getLogger("srtool")
@@ -256,6 +257,47 @@ def parse_device(device: str) -> tuple[str, int]:
     if device.startswith("cuda:") and device[5:].isdigit():
         return "cuda", int(device[5:])
     raise DeviceError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N")
+
+
+def expand_devices(device: str) -> list[str]:
+    """``--device`` as the list of devices to open, one session each.
+
+    ``auto``, ``cpu``, ``cuda`` and ``cuda:N`` are one device (returned as given, checked when the
+    session opens); ``cuda:0,1`` lists several GPUs and ``cuda:all`` means every device the
+    driver reports (``CUDA_VISIBLE_DEVICES`` applies). A list is checked here, before any model
+    loads: each index must exist, none twice. Raises :class:`DeviceError` in one line.
+    """
+    text = device.strip().lower()
+    if not text.startswith("cuda:") or (text[5:] != "all" and "," not in text):
+        try:
+            parse_device(text)  # the single forms are checked again when the session opens
+        except DeviceError:
+            raise DeviceError(
+                f"unknown device '{device.strip()}': use auto, cpu, cuda, cuda:N, a list such as "
+                "cuda:0,1, or cuda:all"
+            ) from None
+        return [text]
+    spec = text[5:]
+    count = cuda_device_count()
+    if spec == "all":
+        if count == 0:
+            raise DeviceError("--device cuda:all: no CUDA device found")
+        return [f"cuda:{i}" for i in range(count)]
+    parts = [part.strip() for part in spec.split(",")]
+    if not all(part.isdigit() for part in parts):
+        raise DeviceError(
+            f"unknown device '{device.strip()}': use cuda:N, a list such as cuda:0,1, or cuda:all"
+        )
+    indices = [int(part) for part in parts]
+    twice = sorted({i for i in indices if indices.count(i) > 1})
+    if twice:
+        raise DeviceError(f"--device {device.strip()}: cuda:{twice[0]} is listed twice")
+    missing = [i for i in indices if i >= count]
+    if missing:
+        found = f"{count} CUDA device(s) found" if count else "no CUDA device found"
+        shown = ", ".join(str(i) for i in missing)
+        raise DeviceError(f"--device {device.strip()}: CUDA device {shown} requested but {found}")
+    return [f"cuda:{i}" for i in indices]
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -1,7 +1,8 @@
 """The batch pipeline: decode ahead, infer, encode behind, never losing a file.
 
 Three stages overlap: a reader thread decodes the next images, the calling thread runs the
-network, and a writer thread encodes and atomically writes finished images. Bounded queues keep
+network (with several devices, one inference thread per device, each taking the next decoded
+image), and a writer thread encodes and atomically writes finished images. Bounded queues keep
 memory flat however many files there are. A file that fails (corrupt, unreadable, unwritable, or
 any unexpected error while decoding or encoding it, a full disk included) is reported and the
 batch goes on. A video file is streamed frame by frame on the calling thread instead
@@ -23,6 +24,7 @@ import queue
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -330,16 +332,23 @@ def check_output_writable(jobs: list[Job], *, skip_existing: bool = False) -> No
 
 def run_batch(
     jobs: list[Job],
-    upscaler: Upscaler,
+    upscaler: Upscaler | Sequence[Upscaler],
     options: BatchOptions = BatchOptions(),
     observer: BatchObserver | None = None,
 ) -> BatchSummary:
     """Upscale every job's file; returns what happened to each (every job gets one result).
 
+    ``upscaler`` may be a list, one per device (``--device cuda:0,1``): each runs in its own
+    inference thread, taking the next decoded file from the shared reader, and hands its output
+    to the shared writer; which device ran a file does not change its output file.
+
     Raises :class:`UsageError` before any work when no output can be written
     (:func:`check_output_writable`). Ctrl-C stops cleanly with :class:`BatchInterrupted`: files
     already written stay, the one being written is never left half-written.
     """
+    upscalers = list(upscaler) if isinstance(upscaler, (list, tuple)) else [upscaler]
+    if not upscalers:
+        raise UsageError("run_batch needs at least one upscaler")
     check_output_writable(jobs, skip_existing=options.skip_existing)
     observer = observer or NullObserver()
     lock = threading.Lock()
@@ -428,63 +437,108 @@ def run_batch(
             report(write_one(item))
             del item
 
-    def on_tile(done: int, total: int) -> None:
+    # (done, total) tiles of the file each inference worker runs: one display adds them up
+    tiles: dict[int, tuple[int, int]] = {}
+
+    def tile_progress(worker: int) -> Callable[[int, int], None]:
+        def on_tile(done: int, total: int) -> None:
+            if stop.is_set():  # a worker thread of a stopped batch: end at this tile
+                raise _Stopped
+            with lock:
+                tiles[worker] = (done, total)
+                observer.tiles_done(
+                    sum(d for d, _ in tiles.values()), sum(t for _, t in tiles.values())
+                )
+
+        return on_tile
+
+    def infer_one(worker: int, upscaler: Upscaler, item: _Decoded) -> bool:
+        """One decoded file through ``upscaler``, its output handed to the writer; False when
+        the writer is gone or the batch stops."""
+        if item.result is not None:
+            report(item.result)
+            return True
+        if item.video:
+            report(_run_video(item.job, upscaler, options, observer, lock, stop))
+            return True
+        picture = item.picture
+        assert picture is not None
         with lock:
-            observer.tiles_done(done, total)
+            observer.file_started(item.job, picture.width, picture.height)
+        started = time.perf_counter()
+        settings = dict(
+            outscale=options.outscale,
+            alpha_mode=options.alpha_mode,
+            tta=options.tta,
+            back_projection=options.back_projection,
+            on_tile=tile_progress(worker),
+            fit=options.fit,
+        )
+        try:
+            output: Picture | Animation
+            if isinstance(picture, AnimationReader):  # frame by frame, the same path
+                output = upscale_animation(picture, upscaler, **settings)
+            else:
+                output = upscale_picture(picture, upscaler, **settings)
+        except SrtoolError as exc:
+            if isinstance(exc, UsageError):  # the model or the options, not this file
+                raise
+            report(FileResult(item.job, "failed", str(exc)))
+            return True
+        except MemoryError:
+            report(FileResult(item.job, "failed", "not enough memory for this image"))
+            return True
+        finally:
+            with lock:
+                tiles.pop(worker, None)
+        del picture, item.picture
+        return _put(finished, _Finished(item.job, output, started), stop, writer)
+
+    def infer_all(worker: int, upscaler: Upscaler) -> None:
+        """Inference worker ``worker``: takes decoded files until the reader's end. With several
+        workers, one that fails unexpectedly (a device gone bad) reports its file as failed and
+        stops; the others go on with the rest. A usage error stops the whole batch."""
+        while writer.alive:
+            item = _get(decoded, stop, reader)
+            if item is None or item is _DEAD:
+                return
+            if item is _END:
+                _put(decoded, _END, stop)  # the end, again, for the other workers
+                return
+            assert isinstance(item, _Decoded)
+            try:
+                if not infer_one(worker, upscaler, item):
+                    return
+            except Exception as exc:
+                if len(upscalers) == 1 or isinstance(exc, UsageError):
+                    raise
+                where = _device_label(upscaler)
+                log.warning("inference on %s stopped: %s", where, _describe(exc))
+                report(FileResult(item.job, "failed", f"{item.job.source}: {_describe(exc)}"))
+                raise
 
     observer.batch_started(len(jobs))
     start = time.perf_counter()
     reader = _Stage("srtool-decode", read_all)
     writer = _Stage("srtool-encode", write_all)
+    workers: list[_Stage] = []
     try:
-        while writer.alive:
-            item = _get(decoded, stop, reader)
-            if item is None or item is _END or item is _DEAD:
-                break
-            assert isinstance(item, _Decoded)
-            if item.result is not None:
-                report(item.result)
-                continue
-            if item.video:
-                report(_run_video(item.job, upscaler, options, observer, lock))
-                continue
-            picture = item.picture
-            assert picture is not None
-            with lock:
-                observer.file_started(item.job, picture.width, picture.height)
-            started = time.perf_counter()
-            settings = dict(
-                outscale=options.outscale,
-                alpha_mode=options.alpha_mode,
-                tta=options.tta,
-                back_projection=options.back_projection,
-                on_tile=on_tile,
-                fit=options.fit,
-            )
-            try:
-                output: Picture | Animation
-                if isinstance(picture, AnimationReader):  # frame by frame, the same path
-                    output = upscale_animation(picture, upscaler, **settings)
-                else:
-                    output = upscale_picture(picture, upscaler, **settings)
-            except SrtoolError as exc:
-                if isinstance(exc, UsageError):  # the model or the options, not this file
-                    raise
-                report(FileResult(item.job, "failed", str(exc)))
-                continue
-            except MemoryError:
-                report(FileResult(item.job, "failed", "not enough memory for this image"))
-                continue
-            del picture, item.picture
-            if not _put(finished, _Finished(item.job, output, started), stop, writer):
-                break
-            del output
+        if len(upscalers) == 1:  # in the calling thread: Ctrl-C reaches the inference directly
+            infer_all(0, upscalers[0])
+        else:
+            workers = [
+                _Stage(f"srtool-infer-{i}", lambda i=i, up=up: infer_all(i, up))
+                for i, up in enumerate(upscalers)
+            ]
+            _wait_for(workers)
         _put(finished, _END, stop, writer)
         writer.thread.join()
         stop.set()  # a reader still at work (the writer died) ends at its next hand-over
         reader.thread.join(_ABANDON_SECONDS)
     except BaseException as exc:
         stop.set()
+        for worker in workers:  # each ends at its next tile or hand-over
+            worker.thread.join()
         writer.thread.join()  # it finishes the file it is writing: never a half-written one
         # A reader can be stuck in a read (a hung network share); it writes nothing: leave it.
         reader.thread.join(_ABANDON_SECONDS)
@@ -495,7 +549,7 @@ def run_batch(
             raise BatchInterrupted(summary) from None
         raise
     # Every job gets a result: those a dead worker never finished are failures, named here.
-    why = _unfinished_reason(reader, writer)
+    why = _unfinished_reason(reader, writer, workers)
     for job in jobs:
         if id(job) not in reported:
             report(FileResult(job, "failed", why))
@@ -503,10 +557,36 @@ def run_batch(
     return summary
 
 
-def _unfinished_reason(reader: _Stage, writer: _Stage) -> str:
+class _Stopped(KeyboardInterrupt):
+    """Ends an inference worker thread of a batch that stops (Ctrl-C in the calling thread)."""
+
+
+def _device_label(upscaler: Upscaler) -> str:
+    model = getattr(upscaler, "model", None)
+    device = getattr(model, "device", "?")
+    return f"cuda:{model.device_index}" if device == "cuda" else str(device)
+
+
+def _wait_for(workers: list[_Stage]) -> None:
+    """Until every inference worker has ended; a usage error in one of them (the model or the
+    options, not a file) is raised here, and stops the batch."""
+    while True:
+        for worker in workers:
+            if isinstance(worker.error, UsageError):
+                raise worker.error
+        alive = [worker for worker in workers if worker.alive]
+        if not alive:
+            return
+        alive[0].thread.join(_POLL_SECONDS)
+
+
+def _unfinished_reason(reader: _Stage, writer: _Stage, workers: list[_Stage]) -> str:
     for stage, what in ((reader, "reading"), (writer, "writing")):
         if stage.error is not None:
             return f"not processed: {what} stopped ({_describe(stage.error)})"
+    errors = [w.error for w in workers if w.error is not None]
+    if errors and len(errors) == len(workers):  # every device failed
+        return f"not processed: inference stopped ({_describe(errors[0])})"
     if reader.alive:
         return "not processed: reading did not finish"
     return "not processed"
@@ -518,8 +598,10 @@ def _run_video(
     options: BatchOptions,
     observer: BatchObserver,
     lock: threading.Lock,
+    stop: threading.Event | None = None,
 ) -> FileResult:
-    """One video file, streamed frame by frame (see :mod:`srtool.infer.video`)."""
+    """One video file, streamed frame by frame (see :mod:`srtool.infer.video`); in a worker
+    thread, a ``stop`` of the batch ends it at the next frame."""
     from srtool.infer.picture import output_size
     from srtool.infer.video import upscale_video
 
@@ -529,6 +611,8 @@ def _run_video(
 
     def upscale_frame(rgb):  # noqa: ANN001, ANN202
         nonlocal announced
+        if stop is not None and stop.is_set():
+            raise _Stopped
         if not announced:
             with lock:
                 observer.file_started(job, rgb.shape[1], rgb.shape[0])

@@ -101,7 +101,7 @@ class DataConfig:
     batch_size: int = 16
     flip: bool = True
     rot90: bool = True
-    num_workers: int = 2
+    num_workers: int | Literal["auto"] = "auto"  # auto: 2 on CPU, sized to the cores on CUDA
     val_count: int = 10
     val_crop: int = 0
     min_patch_images: int = 1
@@ -207,7 +207,8 @@ class Recipe:
                 raise UsageError(f"{key} must be >= 1, got {value}")
         if not 0 <= self.train.seed <= MAX_SEED:
             raise UsageError(f"train.seed must be in 0 .. {MAX_SEED}, got {self.train.seed}")
-        if not 0 <= self.data.num_workers <= MAX_WORKERS:
+        workers = self.data.num_workers
+        if workers != "auto" and not 0 <= workers <= MAX_WORKERS:
             raise UsageError(
                 f"data.num_workers must be in 0 .. {MAX_WORKERS} (0: load in the main process), "
                 f"got {self.data.num_workers}"

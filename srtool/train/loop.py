@@ -185,6 +185,7 @@ class Trainer:
     rows: list[dict[str, Any]] = field(default_factory=list)
     metrics: MetricsLog | None = None
     emit: Callable[[TrainEvent], None] = lambda event: None
+    pending_bad: torch.Tensor | None = None  # skipped steps not yet read, on the device
 
     def restore(self, state: dict[str, Any] | None = None) -> None:
         """Load the run's resume state (``state``, already read, or the run's file): weights,
@@ -362,17 +363,78 @@ def _setup(
     return t
 
 
+def _step_unless(num: Numerics, opt: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """``opt.step()`` (through the GradScaler) that changes nothing where ``skip`` (a one-element
+    device flag) is 1, decided on the device: the host does not wait for the GPU.
+
+    With fp16 the flag joins the scaler's own inf check, so the scaler skips the step and lowers
+    its scale as for an overflow. Without a scaler, the fused Adam takes it as ``found_inf``
+    (parameters, moments and step count untouched); only a non-fused optimiser reads the flag on
+    the host."""
+    if num.scaler.is_enabled():
+        state = getattr(num.scaler, "_per_optimizer_states", {}).get(id(opt), {})
+        found = state.get("found_inf_per_device", {})
+        if not found:  # a torch without that bookkeeping: decide on the host
+            if bool(skip.item()):
+                return
+        for flag in found.values():
+            flag.copy_(torch.maximum(flag, skip.to(flag.device, flag.dtype).reshape(flag.shape)))
+        num.scaler.step(opt)
+    elif opt.defaults.get("fused"):
+        opt.found_inf = skip.reshape(()).float()
+        try:
+            opt.step()
+        finally:
+            del opt.found_inf
+    elif not bool(skip.item()):
+        opt.step()
+
+
+def _grad_check(params: Sequence[nn.Parameter], clip: float, scaled: bool) -> torch.Tensor | None:
+    """Clip the gradients to norm ``clip`` (when > 0) and return a tensor that is non-finite
+    when a gradient is. With fp16 (``scaled``) the GradScaler checks the gradients, and without
+    clipping there is nothing to compute: None. Without clipping, the norm is only read, never
+    applied (no pass multiplying every gradient by 1)."""
+    if clip > 0:
+        return torch.nn.utils.clip_grad_norm_(params, clip)
+    if scaled:
+        return None
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else None
+
+
+def _snapshot(module: nn.Module | None) -> Callable[[torch.Tensor], None]:
+    """Copy ``module``'s buffers (BatchNorm statistics, spectral-norm vectors), which a forward
+    pass in training mode changes; the returned function puts them back where its flag (a
+    one-element device tensor) is 1: a skipped step leaves them as they were, decided on the
+    device. Called after the backward pass, which checks the buffers it saw."""
+    buffers = list(module.buffers()) if module is not None else []
+    saved = [b.detach().clone() for b in buffers]
+
+    def restore(flag: torch.Tensor) -> None:
+        keep_old = flag.reshape(()).bool()
+        with torch.no_grad():
+            for buf, old in zip(buffers, saved, strict=True):
+                buf.copy_(torch.where(keep_old, old, buf))
+
+    return restore
+
+
 def train_step(t: Trainer, step: int, lr_img: torch.Tensor, hr: torch.Tensor) -> dict[str, Any]:
     """One generator step and, for GAN recipes, one discriminator step.
 
-    Returns the loss terms as device tensors (``g`` is the generator's total), or an empty dict
-    when the step was skipped because a loss or gradient was not finite.
+    Returns the loss terms as device tensors (``g`` is the generator's total) and ``kept``: 1 when
+    the step was applied, 0 when it was skipped because a loss or gradient was not finite (its
+    terms are then 0). Nothing here waits for the device: a skipped step is decided and applied
+    on it (every rank agrees through one all-reduce), and counted in ``t.pending_bad``, which
+    the loop reads every few steps.
     """
     r, n, num = t.recipe, t.nets, t.num
     # -- generator: pixel + perceptual (+ adversarial after the D warm-up)
     gan_on = n.d is not None and step >= r.loss.d_warmup_steps
     if n.d is not None:
         n.d.requires_grad_(False)
+    restore_g, restore_d = _snapshot(n.g), _snapshot(n.d)  # (D also runs in the G step)
     with num.autocast():
         sr = n.g_train(lr_img)
         terms = {}
@@ -390,31 +452,13 @@ def train_step(t: Trainer, step: int, lr_img: torch.Tensor, hr: torch.Tensor) ->
     n.opt_g.zero_grad(set_to_none=True)
     num.scaler.scale(loss_g).backward()
     num.scaler.unscale_(n.opt_g)
-    clip = r.optim.grad_clip if r.optim.grad_clip > 0 else float("inf")
-    gnorm = torch.nn.utils.clip_grad_norm_(n.g_params, clip)
-    # every rank must agree to skip (one rank's NaN would otherwise desynchronise them); this is
-    # the step's one host-device synchronisation
-    bad = _not_finite(loss_g, None if num.scaler.is_enabled() else gnorm)
-    if bool(sr_dist.all_reduce_max(bad, t.dist).item()):
-        t.bad_steps += 1  # skipped: no update of G, D or EMA; the batch counts as consumed
-        n.opt_g.zero_grad(set_to_none=True)
-        log.warning(
-            "step %d: non-finite loss or gradient, step skipped (%d of %d allowed)",
-            step + 1,
-            t.bad_steps,
-            r.train.max_bad_steps,
-        )
-        if t.bad_steps > r.train.max_bad_steps:
-            if t.dist.is_main:
-                t.save(step + 1)
-            raise TrainingDiverged(
-                f"training diverged: {t.bad_steps} steps had a non-finite loss or gradient "
-                f"(last at step {step + 1}); state saved in {t.run.state_path}. Lower optim.lr, "
-                "set optim.grad_clip, or try train.amp = 'off'."
-            )
-        num.scaler.update()
-        return {}
-    num.scaler.step(n.opt_g)
+    scaled = num.scaler.is_enabled()
+    gnorm = _grad_check(n.g_params, r.optim.grad_clip, scaled)
+    # every rank must agree to skip (one rank's NaN would otherwise desynchronise them)
+    bad = sr_dist.all_reduce_max(_not_finite(loss_g, None if scaled else gnorm), t.dist)
+    restore_g(bad)
+    _step_unless(num, n.opt_g, bad)  # skipped: no update of G, D or EMA; the batch is consumed
+    skipped = bad
 
     # -- discriminator (GAN recipes): real HR against detached SR
     if n.d is not None:
@@ -428,22 +472,32 @@ def train_step(t: Trainer, step: int, lr_img: torch.Tensor, hr: torch.Tensor) ->
         n.opt_d.zero_grad(set_to_none=True)
         num.scaler.scale(loss_d).backward()
         num.scaler.unscale_(n.opt_d)
-        dnorm = torch.nn.utils.clip_grad_norm_(n.d.parameters(), clip)
-        d_bad = _not_finite(loss_d, None if num.scaler.is_enabled() else dnorm)
-        if bool(sr_dist.all_reduce_max(d_bad, t.dist).item()):
-            n.opt_d.zero_grad(set_to_none=True)
-            t.bad_steps += 1
-            log.warning("step %d: non-finite discriminator loss, D step skipped", step + 1)
-        else:
-            num.scaler.step(n.opt_d)
-            terms["d"] = loss_d.detach()
-            terms["d_real"] = real_logits.detach().float().mean()
-            terms["d_fake"] = fake_logits.detach().float().mean()
+        dnorm = _grad_check(list(n.d.parameters()), r.optim.grad_clip, scaled)
+        d_bad = sr_dist.all_reduce_max(_not_finite(loss_d, None if scaled else dnorm), t.dist)
+        skipped = torch.maximum(bad, d_bad)  # a D step after a skipped G step is skipped too
+        restore_d(skipped)  # a skipped step leaves D as it was, statistics too
+        _step_unless(num, n.opt_d, skipped)
+        d_kept = 1.0 - skipped
+        terms["d"] = _masked(loss_d.detach(), d_kept)
+        terms["d_real"] = _masked(real_logits.detach().float().mean(), d_kept)
+        terms["d_fake"] = _masked(fake_logits.detach().float().mean(), d_kept)
     num.scaler.update()
+    kept = 1.0 - bad
     if n.ema is not None:
-        ema_update(n.ema, n.g, r.train.ema_decay, step)
-    terms["g"] = loss_g
+        ema_update(n.ema, n.g, r.train.ema_decay, step, keep=kept.reshape(()))
+    t.pending_bad = skipped.detach() if t.pending_bad is None else t.pending_bad + skipped
+    for key in ("pixel", "perceptual", "adv"):
+        if key in terms:
+            terms[key] = _masked(terms[key].detach(), kept)
+    terms["g"] = _masked(loss_g.detach(), kept)
+    terms["kept"] = kept
     return terms
+
+
+def _masked(value: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """``value`` where ``kept`` is 1, else 0 (even for a NaN value)."""
+    value = value.float().reshape(1)
+    return torch.where(kept.bool(), value, torch.zeros_like(value))
 
 
 # --------------------------------------------------------------------------- the loop
@@ -500,6 +554,42 @@ def train(
         sr_dist.shutdown(dist_info)
 
 
+_CHECK_EVERY = 10
+"""Steps between the host's reads of the device-side flags (skipped steps; under DDP, a stop
+request of any rank): a divergence or a Ctrl-C under torchrun is acted on within this many steps.
+"""
+
+
+def _check_flags(t: Trainer, stop_requested: bool, since: int, done: int) -> bool:
+    """One host read of what the device accumulated since step ``since``: skipped steps (logged,
+    counted, and a :class:`TrainingDiverged`, state saved, beyond ``max_bad_steps``) and, under
+    DDP, whether any rank was asked to stop (every rank reads it at the same steps)."""
+    r, dev = t.recipe, t.num.device
+    pending = t.pending_bad if t.pending_bad is not None else torch.zeros(1, device=dev)
+    flags = torch.cat([pending.reshape(1).float(), torch.tensor([float(stop_requested)]).to(dev)])
+    bad, stop = sr_dist.all_reduce_max(flags, t.dist).tolist()  # bad: the same on every rank
+    t.pending_bad = None
+    if bad:
+        t.bad_steps += int(bad)
+        log.warning(
+            "steps %d-%d: %d step(s) skipped for a non-finite loss or gradient (%d of %d allowed)",
+            since + 1,
+            done,
+            int(bad),
+            t.bad_steps,
+            r.train.max_bad_steps,
+        )
+        if t.bad_steps > r.train.max_bad_steps:
+            if t.dist.is_main:
+                t.save(done)
+            raise TrainingDiverged(
+                f"training diverged: {t.bad_steps} steps had a non-finite loss or gradient "
+                f"(by step {done}); state saved in {t.run.state_path}. Lower optim.lr, "
+                "set optim.grad_clip, or try train.amp = 'off'."
+            )
+    return stop > 0
+
+
 def _loop(
     t: Trainer, batches: Iterator[Any], stop_event: threading.Event
 ) -> tuple[Path | None, float]:
@@ -514,7 +604,7 @@ def _loop(
     if n.d_train is not None:
         n.d_train.train()
     sums: dict[str, torch.Tensor] = {}
-    n_sums, t_log, step_log = 0, time.perf_counter(), t.start_step
+    t_log, step_log, step_check = time.perf_counter(), t.start_step, t.start_step
     last_path: Path | None = None
     patches_per_s = 0.0
     for step in range(t.start_step, r.train.steps):
@@ -528,54 +618,64 @@ def _loop(
         lr_img = lr_img.to(dev, non_blocking=True).contiguous(memory_format=fmt)
         hr = hr.to(dev, non_blocking=True).contiguous(memory_format=fmt)
         terms = train_step(t, step, lr_img, hr)
-        if terms:  # summed on the device; read once per log interval
-            for key, value in terms.items():
-                value = value.detach().float()
-                sums[key] = sums[key] + value if key in sums else value
-            n_sums += 1
+        for key, value in terms.items():  # summed on the device; read once per log interval
+            value = value.detach().float().reshape(1)
+            sums[key] = sums[key] + value if key in sums else value
 
         # -- bookkeeping: logs, validation, checkpoints (rank 0 writes)
         done = step + 1
         last = done == r.train.steps
-        if (done % r.train.log_every == 0 or last) and n_sums:
-            keys = sorted(sums)
-            avg = torch.stack([sums[k] for k in keys]).double() / n_sums
-            avg = sr_dist.all_reduce_sum(avg, dist) / dist.world_size
+        logging_now = done % r.train.log_every == 0 or last
+        saving = done % r.train.save_every == 0 or last
+        validating = bool(t.data.val) and (done % r.train.val_every == 0 or last)
+        # the host reads the device's flags only every few steps (and before anything is
+        # logged or saved), never once per step: the GPU runs ahead of Python in between
+        stop_requested = stop_event.is_set() if not dist.enabled else False
+        if logging_now or saving or validating or done % _CHECK_EVERY == 0:
+            stop_requested = _check_flags(t, stop_event.is_set(), step_check, done)
+            step_check = done
+        if logging_now and sums:
+            keys = sorted(k for k in sums if k != "kept")
+            avg = torch.cat([sums[k] for k in keys] + [sums["kept"]]).double()
+            avg = (sr_dist.all_reduce_sum(avg, dist) / dist.world_size).tolist()
+            kept = avg.pop()  # steps applied: skipped ones add 0 to every term
             now = time.perf_counter()
             its = (done - step_log) / max(now - t_log, 1e-9)
             patches_per_s = its * r.data.batch_size
-            row = {"step": done}
-            for k, v in zip(keys, avg.tolist(), strict=True):
-                row[k if k.startswith("d_") else "loss_" + k] = float(v)
-            row.update(
-                lr=r.optim.lr * factor,
-                it_s=its,
-                patches_s=patches_per_s,
-                time_s=time.perf_counter() - t.t_start,
-            )
-            if main:
-                t.metrics.add(row)
-            eta = (r.train.steps - done) / max(its, 1e-9)
-            extra = {"eta_s": eta, "bad_steps": t.bad_steps}
-            t.emit(TrainEvent("step", done, r.train.steps, {**row, **extra}))
-            sums, n_sums, t_log, step_log = {}, 0, now, done
+            if kept > 0:
+                row = {"step": done}
+                for k, v in zip(keys, avg, strict=True):
+                    row[k if k.startswith("d_") else "loss_" + k] = float(v) / kept
+                row.update(
+                    lr=r.optim.lr * factor,
+                    it_s=its,
+                    patches_s=patches_per_s,
+                    time_s=time.perf_counter() - t.t_start,
+                )
+                if main:
+                    t.metrics.add(row)
+                eta = (r.train.steps - done) / max(its, 1e-9)
+                extra = {"eta_s": eta, "bad_steps": t.bad_steps}
+                t.emit(TrainEvent("step", done, r.train.steps, {**row, **extra}))
+            sums, t_log, step_log = {}, now, done
         # every step, cheap: the host clock only (no loss is read from the device here)
         now = time.perf_counter()
         since = done - step_log
         eta = (r.train.steps - done) * (now - t_log) / since if since else None
         t.emit(TrainEvent("progress", done, r.train.steps, {"eta_s": eta}))
         t_pause = time.perf_counter()  # validation and saving do not count in it/s
-        if t.data.val and (done % r.train.val_every == 0 or last):
+        if validating:
             if main:
                 t.validate_and_keep_best(done)
             sr_dist.barrier(dist)
-        if done % r.train.save_every == 0 or last:
+        if saving:
             if main:
                 last_path = t.save(done)
             sr_dist.barrier(dist)
         t_log += time.perf_counter() - t_pause
-        stop = torch.tensor([float(stop_event.is_set())], device=dev)
-        if not last and bool(sr_dist.all_reduce_max(stop, dist).item()):
+        if not dist.enabled:  # one process: the host's own flag, at every step
+            stop_requested = stop_event.is_set()
+        if not last and stop_requested:
             if main and done % r.train.save_every != 0:
                 t.save(done)
             sr_dist.barrier(dist)

@@ -8,6 +8,7 @@ import contextlib
 import copy
 import hashlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +35,8 @@ __all__ = [
     "resolve_amp",
     "resolve_device",
     "resolve_numerics",
+    "resolve_workers",
+    "adam",
     "stop_requests",
     "sync_batchnorm",
 ]
@@ -219,6 +222,27 @@ def load_training_data(
     return TrainingData(folders, train_pairs, val_pairs, dataset, list(summary.skipped))
 
 
+MAX_AUTO_WORKERS = 16
+
+
+def resolve_workers(setting: int | str, device: torch.device) -> int:
+    """``data.num_workers``: a number is used as given; ``auto`` is 2 on CPU (the cores train
+    the network there, and 2 measured best) and, on CUDA, every core of this rank's share of the
+    machine but one (the cores torch may use, split between torchrun's ``LOCAL_WORLD_SIZE``
+    processes), between 2 and 16: the degradations of a ``practical`` recipe starve a GPU fed by
+    two workers."""
+    if setting != "auto":
+        return int(setting)
+    if device.type != "cuda":
+        return 2
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    local = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1), 1)
+    return max(2, min(cores // local - 1, MAX_AUTO_WORKERS))
+
+
 def make_loader(
     data: TrainingData,
     recipe: Recipe,
@@ -235,10 +259,13 @@ def make_loader(
         rank=dist_info.rank,
         world_size=dist_info.world_size,
     )
+    workers = resolve_workers(recipe.data.num_workers, device)
+    if recipe.data.num_workers == "auto":
+        log.info("data: %d loader workers (data.num_workers = auto)", workers)
     return torch.utils.data.DataLoader(
         data.dataset,
         batch_sampler=sampler,
-        num_workers=recipe.data.num_workers,
+        num_workers=workers,
         pin_memory=device.type == "cuda",
         worker_init_fn=patches.worker_init,
         # its own generator: creating the iterator must not draw from the global RNG, or a
@@ -277,6 +304,17 @@ def sync_batchnorm(model: nn.Module) -> nn.Module:
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
+def adam(params: list[nn.Parameter], **options: Any) -> torch.optim.Optimizer:
+    """Adam, fused where torch has the kernel for the device (CUDA, CPU): one kernel per step,
+    and a step the training loop skips (a non-finite loss) is skipped on the device through the
+    optimiser's ``found_inf``, without the host waiting for the GPU. Elsewhere the plain Adam."""
+    try:
+        return torch.optim.Adam(params, fused=True, **options)
+    except (RuntimeError, ValueError, TypeError) as exc:  # no fused kernel for this device
+        log.debug("fused Adam unavailable (%s): using the plain one", exc)
+        return torch.optim.Adam(params, **options)
+
+
 def build_networks(
     recipe: Recipe,
     num: Numerics,
@@ -295,9 +333,7 @@ def build_networks(
     g = g.to(dev, memory_format=fmt)
     ema = copy.deepcopy(g).requires_grad_(False).eval() if r.train.ema_decay > 0 else None
     g_params = [p for p in g.parameters() if p.requires_grad]
-    opt_g = torch.optim.Adam(
-        g_params, lr=r.optim.lr, betas=r.optim.betas, weight_decay=r.optim.weight_decay
-    )
+    opt_g = adam(g_params, lr=r.optim.lr, betas=r.optim.betas, weight_decay=r.optim.weight_decay)
     pixel_fn = losses.pixel_loss(
         r.loss.pixel, eps=r.loss.charbonnier_eps, alpha=r.loss.msssim_alpha
     )
@@ -311,7 +347,7 @@ def build_networks(
     d = opt_d = None
     if r.is_gan:
         d = build(r.discriminator.arch, **r.discriminator.hparams).to(dev, memory_format=fmt)
-        opt_d = torch.optim.Adam(d.parameters(), lr=r.optim.lr_d, betas=r.optim.betas)
+        opt_d = adam(list(d.parameters()), lr=r.optim.lr_d, betas=r.optim.betas)
     if dist_info.enabled and dev.type == "cuda":
         # BatchNorm statistics over the global batch, as one process would see them (SRResNet,
         # the VGG discriminator); SyncBatchNorm exists for CUDA only, so CPU ranks keep their own.

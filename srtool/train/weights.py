@@ -143,12 +143,21 @@ def _plain_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+def ema_update(
+    ema: nn.Module, model: nn.Module, decay: float, step: int, keep: torch.Tensor | None = None
+) -> None:
     """EMA with a warm-up (``min(decay, (1 + step) / (10 + step))``) so short runs and early
-    validations are not dominated by the initial weights."""
+    validations are not dominated by the initial weights.
+
+    ``keep``, a 0-d device tensor, scales the update: 1 updates, 0 leaves the parameters as they
+    are (a skipped step), decided on the device without waiting for it."""
     d = min(decay, (1 + step) / (10 + step))
     ema_p = [p for p in ema.parameters()]
     model_p = [p.detach() for p in model.parameters()]
-    torch._foreach_lerp_(ema_p, model_p, 1.0 - d)
+    if keep is None:
+        torch._foreach_lerp_(ema_p, model_p, 1.0 - d)
+    else:
+        weight = keep.to(dtype=torch.float32) * (1.0 - d)
+        torch._foreach_lerp_(ema_p, model_p, [weight.to(p.dtype) for p in ema_p])
     for eb, mb in zip(ema.buffers(), model.buffers(), strict=True):
         eb.copy_(mb)
