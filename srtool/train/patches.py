@@ -413,9 +413,20 @@ def patchable(
     return out
 
 
-def worker_init(worker_id: int) -> None:
-    """DataLoader worker set-up: OpenCV single-threaded. Patches are small and the workers
-    already run in parallel; OpenCV's own thread pool on top only oversubscribes the cores."""
+def single_threaded_opencv() -> None:
+    """Make OpenCV single-threaded in this process (and in processes forked from it later).
+
+    Called in the training process before DataLoader workers are forked: a forked child that
+    changes OpenCV's thread count after the parent's thread pool has run waits forever for pool
+    threads that do not exist in the child (seen with the validation set's degradations).
+    """
     import cv2
 
     cv2.setNumThreads(1)
+
+
+def worker_init(worker_id: int) -> None:
+    """DataLoader worker set-up: OpenCV single-threaded. Patches are small and the workers
+    already run in parallel; OpenCV's own thread pool on top only oversubscribes the cores.
+    (A no-op in forked workers when the parent called ``single_threaded_opencv`` first.)"""
+    single_threaded_opencv()

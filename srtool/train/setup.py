@@ -262,6 +262,8 @@ def make_loader(
     workers = resolve_workers(recipe.data.num_workers, device)
     if recipe.data.num_workers == "auto":
         log.info("data: %d loader workers (data.num_workers = auto)", workers)
+    if workers > 0:
+        patches.single_threaded_opencv()  # before the fork, or workers can deadlock
     return torch.utils.data.DataLoader(
         data.dataset,
         batch_sampler=sampler,
