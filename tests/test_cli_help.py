@@ -74,6 +74,12 @@ def test_usage_names_arguments_in_upper_case_and_the_root_lists_upscale_first() 
         (("export",), "--format", "onnx|safetensors|pth"),
         (("export",), "--exporter", "dynamo|torchscript"),
         (("doctor",), "--device", "auto|cpu|cuda[:N]"),
+        (("upscale",), "--device", "auto|cpu|cuda[:N]|cuda:0,1|cuda:all"),
+        (("upscale",), "--format", "keep|png|jpg|webp|tiff|gif|heic|avif"),
+        (("upscale",), "--alpha", "resize|model"),
+        (("upscale",), "--codec", "h264|h265|av1|vp9"),
+        (("upscale",), "--tile", "auto|0|N"),
+        (("upscale",), "--shard", "K/N"),
     ],
 )
 def test_choices_are_shown_in_the_type_column(

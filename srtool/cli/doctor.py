@@ -21,7 +21,7 @@ def doctor(
         str,
         typer.Option(
             metavar="auto|cpu|cuda[:N]",
-            help="The device to check: auto, cpu, cuda or cuda:N. Exit code 0 when it works."
+            help="The device to check: auto, cpu, cuda or cuda:N. Exit code 0 when it works.",
         ),
     ] = "auto",
     verbose: VerboseOption = False,

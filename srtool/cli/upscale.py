@@ -100,6 +100,7 @@ def upscale(
     tile: Annotated[
         str,
         typer.Option(
+            metavar="auto|0|N",
             help="Tile size in input pixels, 0 for whole images, or auto (from free memory).",
             rich_help_panel="Tiling and performance",
         ),
@@ -123,6 +124,7 @@ def upscale(
     device: Annotated[
         str,
         typer.Option(
+            metavar="auto|cpu|cuda[:N]|cuda:0,1|cuda:all",
             help="auto, cpu, cuda, cuda:N, several GPUs as cuda:0,1, or cuda:all (every "
             "visible GPU; one session each, files spread across them).",
             rich_help_panel="Tiling and performance",
@@ -165,6 +167,7 @@ def upscale(
         typer.Option(
             "--format",
             "-f",
+            metavar="keep|png|jpg|webp|tiff|gif|heic|avif",
             help="Output format: keep, png, jpg, webp, tiff, gif, heic or avif "
             "(animations: keep, gif, webp or png).",
             rich_help_panel="Output",
@@ -189,6 +192,7 @@ def upscale(
     alpha: Annotated[
         str,
         typer.Option(
+            metavar="resize|model",
             help="Alpha channel: resize (bicubic) or model (through the network).",
             rich_help_panel="Quality",
         ),
@@ -214,6 +218,7 @@ def upscale(
     codec: Annotated[
         str | None,
         typer.Option(
+            metavar="h264|h265|av1|vp9",
             help="Video codec: h264, h265, av1 or vp9 (default: H.264, or what the container "
             "and this build allow).",
             rich_help_panel="Video",
