@@ -11,6 +11,8 @@ and the ratios pipeline/session and pipeline/torch, all measured in one run.
     python benchmarks/upscale_bench.py --images ../shared/data/BSD100 --count 20
     python benchmarks/upscale_bench.py --model exports/compact-x4/model.onnx   # no torch row
     python benchmarks/upscale_bench.py --big 2000x1500   # peak memory on one large photo
+    python benchmarks/upscale_bench.py --model exports/compact-x4/model.onnx --photo 2000x1500 \
+        --repeat 1   # pipeline/session on one large photo instead of the folder
     python benchmarks/upscale_bench.py --model exports/compact-x4/model.onnx --threads 1 \\
         --memory 1000x750,2000x1500,4000x3000   # peak memory against decoded image size
 
@@ -72,15 +74,18 @@ def bench_pipeline(model_path: Path, images: Path, count: int, tile: str, out: P
 
 
 def bench_session(model_path: Path, height: int, width: int, repeat: int) -> dict:
-    upscaler = load_upscaler(str(model_path), device="cpu", tile=0)
+    """The bare onnxruntime session (``session.run``, nothing of srtool's) on one tensor."""
+    model = load_upscaler(str(model_path), device="cpu", tile=0).model
+    session = model.session
+    name = session.get_inputs()[0].name
     tensor = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
-    upscaler.model.run(tensor)
+    session.run(None, {name: tensor})
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        upscaler.model.run(tensor)
+        session.run(None, {name: tensor})
         times.append(time.perf_counter() - start)
-    out_mpix = height * width * upscaler.scale**2 / 1e6
+    out_mpix = height * width * model.info.scale**2 / 1e6
     return {"mpix_s": out_mpix / statistics.median(times), "shape": [height, width]}
 
 
@@ -285,6 +290,11 @@ def main() -> int:
         "input sizes, e.g. 1000x750,2000x1500,4000x3000 (WxH:16 for 16-bit, WxH*3 for a batch)",
     )
     parser.add_argument("--threads", type=int, help="inference threads for --memory")
+    parser.add_argument(
+        "--photo",
+        help="measure pipeline/session on one WxH photo (the first image resized) instead of "
+        "the folder, e.g. 2000x1500",
+    )
     parser.add_argument("--json", type=Path, help="write the numbers here too")
     args = parser.parse_args()
 
@@ -313,6 +323,15 @@ def main() -> int:
             p for p in args.images.iterdir() if p.suffix.lower() in {".png", ".jpg", ".bmp"}
         )
         images = images[: args.count]
+        if args.photo:
+            width, height = (int(v) for v in args.photo.lower().split("x"))
+            single = folder / "photo"
+            single.mkdir()
+            with Image.open(images[0]) as first:
+                first.convert("RGB").resize((width, height), Image.Resampling.BICUBIC).save(
+                    single / "photo.png"
+                )
+            args.images, args.count, images = single, 1, [single / "photo.png"]
         sizes = [Image.open(p).size for p in images]
         width, height = max(sizes, key=lambda s: s[0] * s[1])
 

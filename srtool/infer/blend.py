@@ -62,20 +62,42 @@ def tile_weights(grid: TileGrid, tile: Tile, scale: int) -> tuple[np.ndarray, np
     return rows, cols
 
 
-def _store_chw(target_hwc: np.ndarray, values_chw: np.ndarray) -> None:
+def _store_chw(target_hwc: np.ndarray, values_chw: np.ndarray, *, scaled: bool = False) -> None:
     """Write float CHW samples into an HWC array of any dtype, clipping and rounding in place.
 
     ``values_chw`` is scratch: it is overwritten. One pass converts, transposes and stores.
+    ``scaled``: the values are already multiplied by the integer dtype's peak (the blend folds
+    that factor into its normalisation).
     """
     dtype = target_hwc.dtype
     if dtype.kind == "f":
         np.clip(values_chw, 0.0, 1.0, out=values_chw)
     else:
         peak = float(np.iinfo(dtype).max)
-        values_chw *= peak
+        if not scaled:
+            values_chw *= peak
         values_chw += 0.5
         np.clip(values_chw, 0.0, peak + 0.49, out=values_chw)
     np.copyto(target_hwc, values_chw.transpose(1, 2, 0), casting="unsafe")
+
+
+def _flat_span(profile: np.ndarray) -> tuple[int, int]:
+    """``(start, stop)`` of the run of weight 1 between a profile's ramps ((0, 0) when none)."""
+    ones = np.flatnonzero(profile == 1.0)
+    if ones.size == 0:
+        return 0, 0
+    start, stop = int(ones[0]), int(ones[-1]) + 1
+    if not np.all(profile[start:stop] == 1.0):
+        return 0, 0
+    return start, stop
+
+
+class _Profile:
+    """One axis' weights of a tile and the span where they are 1 (nothing to multiply there)."""
+
+    def __init__(self, weights: np.ndarray) -> None:
+        self.weights = weights
+        self.start, self.stop = _flat_span(weights)
 
 
 class FeatherCanvas:
@@ -83,6 +105,13 @@ class FeatherCanvas:
 
     Tile outputs arrive as float32 CxHxW (the network's layout) and are accumulated in that
     layout; the conversion to the HxWxC output happens once per finished band.
+
+    The weight of a tile is ``rows (x) cols`` and every tile of a grid row shares its row
+    profile, every tile of a grid column its column profile. So the summed weight at any pixel
+    is ``A(y) * B(x)``, with ``A`` the sum of the row profiles and ``B`` that of the column
+    profiles: no weight plane is accumulated, and a finished band is normalised by one
+    multiplication (folded with the integer scaling). Each tile is multiplied by its weights
+    only in its feathered margins; inside them the weight is 1.
     """
 
     def __init__(self, grid: TileGrid, scale: int, channels: int, dtype: np.dtype) -> None:
@@ -93,30 +122,40 @@ class FeatherCanvas:
         band_height = grid.tile_height * scale
         if self._single:  # one tile covers the image: no blending to do
             self._band = np.empty((0, 0, 0), dtype=np.float32)
-            self._weight = np.empty((0, 0), dtype=np.float32)
         else:
             self._band = np.zeros((channels, band_height, grid.width * scale), dtype=np.float32)
-            self._weight = np.zeros((band_height, grid.width * scale), dtype=np.float32)
+            self._row_profiles, self._row_sum = self._profiles(grid.rows, grid.tile_height, True)
+            self._col_profiles, self._col_sum = self._profiles(grid.cols, grid.tile_width, False)
+            peak = 1.0 if self.output.dtype.kind == "f" else float(np.iinfo(dtype).max)
+            self._peak = peak
+            self._inv_cols = (peak / self._col_sum.astype(np.float64)).astype(np.float32)
         self._band_top = 0
-        self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray] | None] = {}
-        self._scratch = np.empty((0, 0), dtype=np.float32)
+        self._scratch = np.empty((0,), dtype=np.float32)
 
-    def _weights(self, tile: Tile) -> np.ndarray | None:
-        """This tile's 2-D feather weights (None where they are all 1), in a scratch buffer
-        that the next call overwrites. Only the 1-D profiles are cached: caching 2-D weights
-        per tile would hold a float32 copy of the whole output."""
-        key = (tile.row, tile.col)
-        if key not in self._cache:
-            rows, cols = tile_weights(self.grid, tile, self.scale)
-            flat = rows.min() == 1.0 and cols.min() == 1.0
-            self._cache[key] = None if flat else (rows, cols)
-        profiles = self._cache[key]
-        if profiles is None:
-            return None
-        rows, cols = profiles
-        if self._scratch.shape != (rows.size, cols.size):
-            self._scratch = np.empty((rows.size, cols.size), dtype=np.float32)
-        return np.multiply.outer(rows, cols, out=self._scratch)
+    def _profiles(
+        self, starts: tuple[int, ...], size: int, rows: bool
+    ) -> tuple[list[_Profile], np.ndarray]:
+        """Each grid row's (or column's) profile, and their sum over the whole output axis."""
+        s = self.scale
+        length = (self.grid.height if rows else self.grid.width) * s
+        total = np.zeros(length, dtype=np.float64)
+        profiles = []
+        for index, start in enumerate(starts):
+            tile = (
+                Tile(start, start + size, 0, self.grid.tile_width, index, 0)
+                if rows
+                else Tile(0, self.grid.tile_height, start, start + size, 0, index)
+            )
+            row_w, col_w = tile_weights(self.grid, tile, s)
+            weights = row_w if rows else col_w
+            profiles.append(_Profile(weights))
+            total[start * s : (start + size) * s] += weights
+        return profiles, total
+
+    def _multiply(self, shape: tuple[int, int]) -> np.ndarray:
+        if self._scratch.size < shape[0] * shape[1]:
+            self._scratch = np.empty(shape[0] * shape[1], dtype=np.float32)
+        return self._scratch[: shape[0] * shape[1]].reshape(shape)
 
     def add(self, tile: Tile, pixels: np.ndarray) -> None:
         """Add one tile's output: float32 ``channels x tile.height*scale x tile.width*scale``.
@@ -129,15 +168,22 @@ class FeatherCanvas:
         s = self.scale
         if tile.y0 * s != self._band_top:
             raise ValueError("tiles must be added row by row, finishing each row before the next")
-        x0, x1 = tile.x0 * s, tile.x1 * s
-        weight = self._weights(tile)
-        if weight is None:
-            self._band[:, :, x0:x1] += pixels
-            self._weight[:, x0:x1] += 1.0
-        else:
-            pixels *= weight
-            self._band[:, :, x0:x1] += pixels
-            self._weight[:, x0:x1] += weight
+        rows, cols = self._row_profiles[tile.row], self._col_profiles[tile.col]
+        r0, r1, c0, c1 = rows.start, rows.stop, cols.start, cols.stop
+        height, width = pixels.shape[1:]
+        if r1 <= r0 or c1 <= c0:  # no flat part: weight the whole tile
+            r0 = r1 = 0
+        for a, b in ((0, r0), (r1, height)):  # top and bottom margins, full width
+            if b > a:
+                strip = self._multiply((b - a, width))
+                np.multiply.outer(rows.weights[a:b], cols.weights, out=strip)
+                pixels[:, a:b] *= strip
+        if r1 > r0:  # left and right margins of the rows between
+            if c0 > 0:
+                pixels[:, r0:r1, :c0] *= cols.weights[:c0]
+            if c1 < width:
+                pixels[:, r0:r1, c1:] *= cols.weights[c1:]
+        self._band[:, :, tile.x0 * s : tile.x1 * s] += pixels
 
     def finish_row(self, row: int) -> None:
         """Finalise the output rows that tiles of later rows no longer touch."""
@@ -148,11 +194,12 @@ class FeatherCanvas:
         next_top = rows[row + 1] * s if row + 1 < len(rows) else self.grid.height * s
         done = next_top - self._band_top
         finished = self._band[:, :done]
-        finished /= self._weight[:done]
-        _store_chw(self.output[self._band_top : next_top], finished)
+        inv_rows = (1.0 / self._row_sum[self._band_top : next_top]).astype(np.float32)
+        norm = self._multiply((done, self._inv_cols.size))
+        np.multiply.outer(inv_rows, self._inv_cols, out=norm)
+        finished *= norm
+        _store_chw(self.output[self._band_top : next_top], finished, scaled=self._peak != 1.0)
         keep = self._band.shape[1] - done
         self._band[:, :keep] = self._band[:, done:]
         self._band[:, keep:] = 0.0
-        self._weight[:keep] = self._weight[done:]
-        self._weight[keep:] = 0.0
         self._band_top = next_top

@@ -2,9 +2,10 @@
 
 ``OnnxModel.run`` takes and returns float32 NCHW batches in [0, 1] and hides the model's own
 input/output names, dtypes and value range. It does not see images: the array <-> tensor
-conversion happens at two points of the upscaler, ``upscaler._to_chw_float`` (an HxWxC integer or
-float tile -> float32 CxHxW) and ``blend._store_chw`` (blended float CxHxW -> HxWxC rows in the
-output dtype).
+conversion happens at two points of the upscaler, ``upscaler._fill_chw`` (an HxWxC integer or
+float tile -> a float32 CxHxW slot of the reused batch buffer) and ``blend._store_chw`` (blended
+float CxHxW -> HxWxC rows in the output dtype). Runs of an input shape seen before go through IO
+binding with kept buffers (:class:`_BoundRuns`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 import os
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,6 +364,7 @@ class OnnxModel:
         self._input_type = _NUMPY_TYPES.get(self._input.type)
         if self._input_type is None:
             raise ModelError(f"{self.path.name}: unsupported input type {self._input.type}")
+        self._bound = _BoundRuns(self.session, self._input.name, self._output_name)
         self.info = self._read_info(name or self.path.stem)
 
     # -- provider choice -------------------------------------------------------------------
@@ -460,24 +463,154 @@ class OnnxModel:
         return scale
 
     # -- running ---------------------------------------------------------------------------
-    def _run_raw(self, batch: np.ndarray) -> np.ndarray:
-        feed = batch if batch.dtype == self._input_type else batch.astype(self._input_type)
+    @contextlib.contextmanager
+    def _run_errors(self) -> Iterator[None]:
+        """onnxruntime's errors of a run as srtool's: out of memory (retried by the upscaler
+        with smaller calls) or a failing model."""
         try:
-            (out,) = self.session.run([self._output_name], {self._input.name: feed})
+            yield
         except Exception as exc:
             if _is_oom(exc):
                 raise OutOfMemoryError(f"{self.device} out of memory: {first_line(exc)}") from exc
             raise ModelError(f"{self.path.name} failed to run: {first_line(exc)}") from exc
+
+    def _run_raw(self, batch: np.ndarray) -> np.ndarray:
+        feed = batch if batch.dtype == self._input_type else batch.astype(self._input_type)
+        with self._run_errors():
+            (out,) = self.session.run([self._output_name], {self._input.name: feed})
         return out
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run a float32 NCHW batch in [0, 1]; returns float32 NCHW (not clipped)."""
+        """Run a float32 NCHW batch in [0, 1]; returns float32 NCHW (not clipped).
+
+        Calls of a shape seen before go through IO binding with buffers kept for that shape
+        (see :class:`_BoundRuns`): the returned array is then one of those buffers, valid until
+        the next call with the same shape. Callers consume it (or copy it) before running again.
+        """
         low, high = self.info.value_range
         if (low, high) != (0.0, 1.0):
             batch = batch * (high - low) + low
-        out = self._run_raw(batch)
-        if out.dtype != np.float32:
-            out = out.astype(np.float32)
+        out = self._run_bound(batch)
         if (low, high) != (0.0, 1.0):
             out = (out - low) / (high - low)
         return out
+
+    def _run_bound(self, batch: np.ndarray) -> np.ndarray:
+        """``_run_raw`` through the reused buffers; float32 out whatever the model's output."""
+        with self._run_errors():
+            return self._bound.run(
+                self.session, batch, self._input_type, self.device, self.device_index
+            )
+
+
+class _Slot:
+    """The buffers of one input shape: host (and on CUDA device) input and output."""
+
+    def __init__(self, session: Any, shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.out_shape = out_shape
+        self.binding = session.io_binding()
+        self.host_in: np.ndarray | None = None  # the model's input dtype, when not float32
+        self.host_out: np.ndarray | None = None  # the model's output dtype (CPU: bound)
+        self.out32: np.ndarray | None = None  # float32 copy of a float16 output
+        self.device_in: Any = None  # OrtValue on the GPU
+        self.device_out: Any = None
+
+
+class _BoundRuns:
+    """Session runs with IO binding and buffers reused across calls of one input shape.
+
+    The first call of a shape runs plainly (``session.run``), which also tells the output's
+    shape and dtype. Later calls of that shape bind:
+
+    - on CPU, the caller's input array and a kept output array, both by pointer: onnxruntime
+      reads and writes them in place (no copy in, no fresh output allocation);
+    - on CUDA, device buffers created once with ``OrtValue.ortvalue_from_shape_and_type(...,
+      "cuda", device_id)``: the input is copied host to device into the kept buffer, the output
+      stays on the device until one copy out;
+    - a float16-input model gets float16 in (converted into a kept host buffer, half the bytes
+      to move), and a float16 output is converted once into a kept float32 array.
+
+    At most ``MAX_SLOTS`` shapes are kept (the least recently used is dropped), which bounds the
+    memory held: a folder of photos of many sizes keeps the last few.
+    """
+
+    MAX_SLOTS = 3
+
+    def __init__(self, session: Any, input_name: str, output_name: str) -> None:
+        self.session = session  # the session the kept bindings belong to
+        self.input_name = input_name
+        self.output_name = output_name
+        self.slots: dict[tuple[int, ...], _Slot] = {}
+
+    def run(
+        self, session: Any, batch: np.ndarray, input_type: type, device: str, device_index: int
+    ) -> np.ndarray:
+        if session is not self.session:  # a new session: the kept bindings were for the old one
+            self.session, self.slots = session, {}
+        shape = tuple(batch.shape)
+        slot = self.slots.pop(shape, None)
+        if slot is None:
+            feed = batch if batch.dtype == input_type else batch.astype(input_type)
+            (out,) = self.session.run([self.output_name], {self.input_name: feed})
+            self._remember(shape, tuple(out.shape))
+            return out if out.dtype == np.float32 else out.astype(np.float32)
+        self.slots[shape] = slot  # most recently used last
+        return self._run_slot(slot, batch, input_type, device, device_index)
+
+    def _remember(self, shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+        while len(self.slots) >= self.MAX_SLOTS:
+            self.slots.pop(next(iter(self.slots)))
+        self.slots[shape] = _Slot(self.session, shape, out_shape)
+
+    def _output_type(self) -> type:
+        return _NUMPY_TYPES.get(self.session.get_outputs()[0].type, np.float32)
+
+    def _run_slot(
+        self, slot: _Slot, batch: np.ndarray, input_type: type, device: str, device_index: int
+    ) -> np.ndarray:
+        import onnxruntime as ort
+
+        feed = batch
+        if batch.dtype != input_type or not batch.flags.c_contiguous:
+            if slot.host_in is None:
+                slot.host_in = np.empty(slot.shape, dtype=input_type)
+            np.copyto(slot.host_in, batch, casting="unsafe")
+            feed = slot.host_in
+        out_type = self._output_type()
+        binding = slot.binding
+        if device == "cuda":
+            if slot.device_in is None:
+                slot.device_in = ort.OrtValue.ortvalue_from_shape_and_type(
+                    list(slot.shape), input_type, "cuda", device_index
+                )
+                slot.device_out = ort.OrtValue.ortvalue_from_shape_and_type(
+                    list(slot.out_shape), out_type, "cuda", device_index
+                )
+                binding.bind_ortvalue_input(self.input_name, slot.device_in)
+                binding.bind_ortvalue_output(self.output_name, slot.device_out)
+            slot.device_in.update_inplace(feed)  # host -> device, into the kept buffer
+            self.session.run_with_iobinding(binding)
+            out = slot.device_out.numpy()  # the one copy device -> host
+        else:
+            if slot.host_out is None:
+                slot.host_out = np.empty(slot.out_shape, dtype=out_type)
+                binding.bind_output(
+                    self.output_name,
+                    "cpu",
+                    0,
+                    out_type,
+                    list(slot.out_shape),
+                    slot.host_out.ctypes.data,
+                )
+            binding.bind_input(
+                self.input_name, "cpu", 0, input_type, list(slot.shape), feed.ctypes.data
+            )
+            self.session.run_with_iobinding(binding)
+            out = slot.host_out
+        if out.dtype == np.float32:
+            return out
+        if slot.out32 is None:
+            slot.out32 = np.empty(slot.out_shape, dtype=np.float32)
+        np.copyto(slot.out32, out)
+        return slot.out32

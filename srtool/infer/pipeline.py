@@ -2,7 +2,8 @@
 
 Three stages overlap: a reader thread decodes the next images, the calling thread runs the
 network (with several devices, one inference thread per device, each taking the next decoded
-image), and a writer thread encodes and atomically writes finished images. Bounded queues keep
+image), and writer threads (:func:`encoder_count`: one per two cores, at least one) encode and
+atomically write finished images, several files at once. Bounded queues keep
 memory flat however many files there are. A file that fails (corrupt, unreadable, unwritable, or
 any unexpected error while decoding or encoding it, a full disk included) is reported and the
 batch goes on. A video file is streamed frame by frame on the calling thread instead
@@ -65,7 +66,8 @@ __all__ = [
 log = logging.getLogger("srtool")
 
 _DECODE_AHEAD = 2
-_ENCODE_BEHIND = 1
+_ENCODE_BEHIND = 1  # finished images waiting for a free writer (each writer holds one more)
+_MAX_ENCODERS = 8
 _POLL_SECONDS = 0.1
 _ABANDON_SECONDS = 2.0  # how long a stopped batch waits for a reader still inside a read
 # Errors of the write probe that mean nothing can be written to the output at all.
@@ -205,6 +207,44 @@ class _Finished:
     started: float
 
 
+def encoder_count(cores: int | None = None) -> int:
+    """Writer threads of a batch: one per two cores (the network keeps the others busy on a
+    CPU run; on a GPU run encoding is the host's main work), at least 1, at most 8. Each holds
+    one finished image, so memory stays bounded by ``encoders + 1`` outputs."""
+    if cores is None:
+        from srtool.infer.onnx_session import cpu_thread_count
+
+        cores = cpu_thread_count()
+    return max(1, min(_MAX_ENCODERS, cores // 2))
+
+
+class _Stages:
+    """Several threads running the same ``target``, seen as one stage: ``alive`` while all of
+    them are (one dying stops the batch, as a single writer dying did), ``any_alive`` while one
+    can still take work, ``error`` the first error."""
+
+    def __init__(self, name: str, target, count: int) -> None:  # noqa: ANN001
+        self.stages = [
+            _Stage(f"{name}-{index}" if count > 1 else name, target) for index in range(count)
+        ]
+
+    @property
+    def alive(self) -> bool:
+        return all(stage.alive for stage in self.stages)
+
+    @property
+    def any_alive(self) -> bool:
+        return any(stage.alive for stage in self.stages)
+
+    @property
+    def error(self) -> BaseException | None:
+        return next((stage.error for stage in self.stages if stage.error is not None), None)
+
+    def join(self) -> None:
+        for stage in self.stages:
+            stage.thread.join()
+
+
 class _Stage:
     """A worker thread; an exception that ends it is kept in ``error`` for the caller."""
 
@@ -232,7 +272,10 @@ _DEAD = object()
 
 
 def _put(
-    q: queue.Queue, item: object, stop: threading.Event, consumer: _Stage | None = None
+    q: queue.Queue,
+    item: object,
+    stop: threading.Event,
+    consumer: _Stage | _Stages | None = None,
 ) -> bool:
     """Hand ``item`` on; False when the batch stops or the ``consumer`` thread has died."""
     while not stop.is_set():
@@ -240,7 +283,7 @@ def _put(
             q.put(item, timeout=_POLL_SECONDS)
             return True
         except queue.Full:
-            if consumer is not None and not consumer.alive:
+            if consumer is not None and not getattr(consumer, "any_alive", consumer.alive):
                 return False
     return False
 
@@ -357,6 +400,8 @@ def run_batch(
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(maxsize=_DECODE_AHEAD)
     finished: queue.Queue = queue.Queue(maxsize=_ENCODE_BEHIND)
+    encoders = encoder_count()
+    order = {id(job): index for index, job in enumerate(jobs)}
 
     def report(result: FileResult) -> None:
         with lock:
@@ -520,7 +565,7 @@ def run_batch(
     observer.batch_started(len(jobs))
     start = time.perf_counter()
     reader = _Stage("srtool-decode", read_all)
-    writer = _Stage("srtool-encode", write_all)
+    writer = _Stages("srtool-encode", write_all, encoders)
     workers: list[_Stage] = []
     try:
         if len(upscalers) == 1:  # in the calling thread: Ctrl-C reaches the inference directly
@@ -531,18 +576,20 @@ def run_batch(
                 for i, up in enumerate(upscalers)
             ]
             _wait_for(workers)
-        _put(finished, _END, stop, writer)
-        writer.thread.join()
+        for _ in range(encoders):  # one end mark per writer
+            _put(finished, _END, stop, writer)
+        writer.join()
         stop.set()  # a reader still at work (the writer died) ends at its next hand-over
         reader.thread.join(_ABANDON_SECONDS)
     except BaseException as exc:
         stop.set()
         for worker in workers:  # each ends at its next tile or hand-over
             worker.thread.join()
-        writer.thread.join()  # it finishes the file it is writing: never a half-written one
+        writer.join()  # each finishes the file it is writing: never a half-written one
         # A reader can be stuck in a read (a hung network share); it writes nothing: leave it.
         reader.thread.join(_ABANDON_SECONDS)
         summary.seconds = time.perf_counter() - start
+        _job_order(summary, order)
         if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, BatchInterrupted):
             summary.interrupted = True
             summary.not_processed = sum(1 for job in jobs if id(job) not in reported)
@@ -554,6 +601,7 @@ def run_batch(
         if id(job) not in reported:
             report(FileResult(job, "failed", why))
     summary.seconds = time.perf_counter() - start
+    _job_order(summary, order)
     return summary
 
 
@@ -580,7 +628,12 @@ def _wait_for(workers: list[_Stage]) -> None:
         alive[0].thread.join(_POLL_SECONDS)
 
 
-def _unfinished_reason(reader: _Stage, writer: _Stage, workers: list[_Stage]) -> str:
+def _job_order(summary: BatchSummary, order: dict[int, int]) -> None:
+    """Results in the order of the jobs, whichever writer finished first."""
+    summary.results.sort(key=lambda result: order.get(id(result.job), len(order)))
+
+
+def _unfinished_reason(reader: _Stage, writer: _Stage | _Stages, workers: list[_Stage]) -> str:
     for stage, what in ((reader, "reading"), (writer, "writing")):
         if stage.error is not None:
             return f"not processed: {what} stopped ({_describe(stage.error)})"
@@ -602,7 +655,7 @@ def _run_video(
 ) -> FileResult:
     """One video file, streamed frame by frame (see :mod:`srtool.infer.video`); in a worker
     thread, a ``stop`` of the batch ends it at the next frame."""
-    from srtool.infer.picture import output_size
+    from srtool.infer.picture import _fit_outscale, output_size, passes_for, resize_high_quality
     from srtool.infer.video import upscale_video
 
     started = time.perf_counter()
@@ -627,6 +680,35 @@ def _run_video(
         )
         return picture.pixels
 
+    def batchable(height: int, width: int) -> float | None | bool:
+        """The frames' outscale when one plain network pass makes them (no ensemble, no
+        back-projection), so several frames can share session calls; False otherwise."""
+        if options.tta or options.back_projection:
+            return False
+        outscale = _fit_outscale(height, width, options.fit) if options.fit else options.outscale
+        return outscale if passes_for(upscaler.scale, outscale) == 1 else False
+
+    def frames_per_call(height: int, width: int) -> int:
+        if batchable(height, width) is False:
+            return 1
+        return upscaler.images_per_call(height, width)
+
+    def upscale_frames(frames):  # noqa: ANN001, ANN202
+        """Several frames of one size through one engine call per group: the same frames as
+        ``upscale_frame`` gives one by one (one network pass, then the same resize)."""
+        nonlocal announced
+        if stop is not None and stop.is_set():
+            raise _Stopped
+        height, width = frames[0].shape[:2]
+        if not announced:
+            with lock:
+                observer.file_started(job, width, height)
+            announced = True
+        outscale = batchable(height, width)
+        target = output_size(height, width, upscaler.scale, outscale or None, options.fit)
+        outputs = upscaler.render_many(frames, dtype=frames[0].dtype)
+        return [resize_high_quality(out, target) for out in outputs]
+
     def on_frame(done: int, total: int | None) -> None:
         if frames_done is not None:
             with lock:
@@ -644,6 +726,8 @@ def _run_video(
             options.video,
             max_pixels=options.max_pixels,
             on_frame=on_frame,
+            upscale_frames=upscale_frames,
+            frames_per_call=frames_per_call,
         )
     except UsageError:
         raise  # the model or the options, not this file

@@ -138,6 +138,19 @@ def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
 
 
+def _fill_chw(target: np.ndarray, tile: np.ndarray) -> None:
+    """Write one HxWxC integer or float tile into ``target``, a float32 CxHxW slot of the batch
+    buffer, in [0, 1] with the slot's channels (a grey tile is repeated into 3 channels). The
+    same values as :func:`_to_chw_float`, without an intermediate array."""
+    chw = tile.transpose(2, 0, 1)
+    first = target[: chw.shape[0]]
+    np.copyto(first, chw, casting="unsafe")
+    if tile.dtype != np.float32:
+        first *= np.float32(1.0 / np.iinfo(tile.dtype).max)
+    if target.shape[0] > chw.shape[0]:
+        target[chw.shape[0] :] = first[:1]
+
+
 def _to_chw_float(tile: np.ndarray, in_channels: int) -> np.ndarray:
     """One HxWxC integer or float tile -> float32 CxHxW in [0, 1] with the model's channels."""
     chw = tile.transpose(2, 0, 1)
@@ -187,6 +200,7 @@ class Upscaler:
         self._settings = _Settings(tile=tile, batch=batch or default_batch)
         self._free_bytes: int | None = None
         self._capped_tile = False  # warned once that a tile was cut to the tensor limit
+        self._batch_buffer = np.empty((0,), dtype=np.float32)
 
     @property
     def info(self) -> ModelInfo:
@@ -307,6 +321,13 @@ class Upscaler:
         log.warning("out of memory: retrying with %dpx tiles", settings.tile)
         return True
 
+    def _input_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 NCHW batch array kept across calls (and images) of one tile shape: tiles
+        are written straight into it instead of being stacked into a fresh array each call."""
+        if self._batch_buffer.shape != shape:
+            self._batch_buffer = np.empty(shape, dtype=np.float32)
+        return self._batch_buffer
+
     def _run_grid(
         self,
         image: np.ndarray,
@@ -314,32 +335,106 @@ class Upscaler:
         dtype: np.dtype,
         on_tile: TileProgress | None,
     ) -> np.ndarray:
+        """Run every tile, ``batch`` tiles per call in row-major order: a call may hold the end
+        of one row and the start of the next (the canvas is told when each row is complete)."""
         channels = image.shape[2]
         canvas = FeatherCanvas(grid, self.scale, channels, dtype)
-        total, done = len(grid), 0
-        batch = self._settings.batch
-        in_channels = self.info.in_channels
-        for row in range(len(grid.rows)):
-            tiles = grid.row_tiles(row)
-            for start in range(0, len(tiles), batch):
-                chunk = tiles[start : start + batch]
-                inputs = np.stack(
-                    [_to_chw_float(image[t.y0 : t.y1, t.x0 : t.x1], in_channels) for t in chunk]
-                )
-                outputs = self.model.run(inputs)
-                expected = (grid.tile_height * self.scale, grid.tile_width * self.scale)
-                if outputs.shape[2:] != expected:
-                    raise ModelError(
-                        f"model {self.info.name} gave a {outputs.shape[3]}x{outputs.shape[2]} "
-                        f"output for a {grid.tile_width}x{grid.tile_height} input: "
-                        f"it is not a x{self.scale} model"
-                    )
-                for tile, out in zip(chunk, outputs):
-                    if channels == 1 and out.shape[0] != 1:
-                        out = out.mean(axis=0, keepdims=True)
-                    canvas.add(tile, out)
-                done += len(chunk)
-                if on_tile is not None:
-                    on_tile(done, total)
-            canvas.finish_row(row)
+        tiles = grid.tiles
+        total = len(tiles)
+        batch = min(self._settings.batch, total)
+        last_col = len(grid.cols) - 1
+        buffer = self._input_buffer(
+            (batch, self.info.in_channels, grid.tile_height, grid.tile_width)
+        )
+        for start in range(0, total, batch):
+            chunk = tiles[start : start + batch]
+            inputs = buffer[: len(chunk)]
+            for slot, t in zip(inputs, chunk):
+                _fill_chw(slot, image[t.y0 : t.y1, t.x0 : t.x1])
+            outputs = self.model.run(inputs)
+            self._check_output(outputs, grid)
+            for tile, out in zip(chunk, outputs):
+                if channels == 1 and out.shape[0] != 1:
+                    out = out.mean(axis=0, keepdims=True)
+                canvas.add(tile, out)
+                if tile.col == last_col:
+                    canvas.finish_row(tile.row)
+            if on_tile is not None:
+                on_tile(start + len(chunk), total)
         return canvas.output
+
+    def _check_output(self, outputs: np.ndarray, grid: TileGrid) -> None:
+        expected = (grid.tile_height * self.scale, grid.tile_width * self.scale)
+        if outputs.shape[2:] != expected:
+            raise ModelError(
+                f"model {self.info.name} gave a {outputs.shape[3]}x{outputs.shape[2]} "
+                f"output for a {grid.tile_width}x{grid.tile_height} input: "
+                f"it is not a x{self.scale} model"
+            )
+
+    # -- several images per call --------------------------------------------------------------
+    def images_per_call(self, height: int, width: int, channels: int = 3) -> int:
+        """How many images of this size :meth:`render_many` runs per session call: the batch
+        when one tile covers such an image (a video frame, a small photo), else 1."""
+        if self._settings.batch <= 1 or (self.info.in_channels == 1 and channels == 3):
+            return 1
+        padded_h = -(-height // self.info.multiple_of) * self.info.multiple_of
+        padded_w = -(-width // self.info.multiple_of) * self.info.multiple_of
+        tile = self.tile_for(padded_h, padded_w)
+        if tile and (padded_h > tile or padded_w > tile):
+            return 1
+        return self._settings.batch
+
+    def render_many(self, images: list[np.ndarray], *, dtype: np.dtype) -> list[np.ndarray]:
+        """:meth:`render` for several images of one size, as few session calls as
+        :meth:`images_per_call` allows; the same pixels as rendering them one by one."""
+        if not images:
+            return []
+        height, width, channels = images[0].shape
+        per_call = self.images_per_call(height, width, channels)
+        if per_call <= 1 or any(image.shape != images[0].shape for image in images):
+            return [self.render(image, dtype=dtype) for image in images]
+        try:
+            return self._render_whole_batched(images, dtype, per_call)
+        except OutOfMemoryError:
+            if not self._shrink_after_oom(
+                plan_tiles(
+                    *pad_to_multiple(images[0], self.info.multiple_of).shape[:2],
+                    0,
+                    self.overlap,
+                    self.info.multiple_of,
+                )
+            ):
+                raise
+            return [self.render(image, dtype=dtype) for image in images]
+
+    def _render_whole_batched(
+        self, images: list[np.ndarray], dtype: np.dtype, per_call: int
+    ) -> list[np.ndarray]:
+        height, width, channels = images[0].shape
+        s = self.scale
+        results: list[np.ndarray] = []
+        for start in range(0, len(images), per_call):
+            group = [
+                pad_to_multiple(image, self.info.multiple_of)
+                for image in images[start : start + per_call]
+            ]
+            grid = plan_tiles(*group[0].shape[:2], 0, self.overlap, self.info.multiple_of)
+            buffer = self._input_buffer(
+                (per_call, self.info.in_channels, grid.tile_height, grid.tile_width)
+            )
+            inputs = buffer[: len(group)]
+            for slot, image in zip(inputs, group):
+                _fill_chw(slot, image)
+            outputs = self.model.run(inputs)
+            self._check_output(outputs, grid)
+            for out in outputs:
+                if channels == 1 and out.shape[0] != 1:
+                    out = out.mean(axis=0, keepdims=True)
+                canvas = FeatherCanvas(grid, s, channels, dtype)
+                canvas.add(grid.tiles[0], out)
+                result = canvas.output
+                if result.shape[0] != height * s or result.shape[1] != width * s:
+                    result = np.ascontiguousarray(result[: height * s, : width * s])
+                results.append(result)
+        return results

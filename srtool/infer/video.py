@@ -245,6 +245,8 @@ def upscale_video(
     *,
     max_pixels: int | None = None,
     on_frame: Callable[[int, int | None], None] | None = None,
+    upscale_frames: Callable[[list[Any]], list[Any]] | None = None,
+    frames_per_call: Callable[[int, int], int] | None = None,
 ) -> VideoResult:
     """Upscale the video ``source`` into ``target`` (written atomically).
 
@@ -252,6 +254,10 @@ def upscale_video(
     ``out_size(height, width)`` is the size it returns, as (height, width). ``on_frame(done,
     total)`` follows the progress (``total`` None when the container does not say). Raises
     :class:`VideoError` for what is wrong with this file.
+
+    ``upscale_frames`` (with ``frames_per_call(height, width)`` above 1) upscales several
+    frames at once, the same result as ``upscale_frame`` on each: frames are then gathered in
+    groups of that many (at most that many more decoded frames wait) and encoded in order.
     """
     import av
     import numpy as np
@@ -280,6 +286,15 @@ def upscale_video(
             raise VideoError(f"{target}: not a video file name ({known})")
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(target)
+        per_call = 1
+        if upscale_frames is not None and frames_per_call is not None:
+            per_call = max(frames_per_call(height, width), 1)
+
+        def upscale_group(frames: list[Any]) -> list[Any]:
+            if len(frames) > 1 and upscale_frames is not None:
+                return upscale_frames(frames)
+            return [upscale_frame(frame) for frame in frames]
+
         with atomic_output(target) as temp:
             with av.open(str(temp), "w", format=fmt) as output:
                 return _encode(
@@ -288,7 +303,7 @@ def upscale_video(
                     output,
                     source,
                     (out_h, out_w),
-                    upscale_frame,
+                    (upscale_group, per_call),
                     options,
                     on_frame,
                     np,
@@ -303,7 +318,7 @@ def _encode(  # noqa: PLR0913, PLR0915 - one straight pipeline
     output: Any,
     source: Path,
     size: tuple[int, int],
-    upscale_frame: Callable[[Any], Any],
+    upscaling: tuple[Callable[[list[Any]], list[Any]], int],
     options: VideoOptions,
     on_frame: Callable[[int, int | None], None] | None,
     np: Any,
@@ -356,7 +371,26 @@ def _encode(  # noqa: PLR0913, PLR0915 - one straight pipeline
     total = video.frames or None
     frame_step = max(int(round(1 / (rate * time_base))), 1)
     decoder = _Decoder(container, video, set(copied))
+    upscale_group, per_call = upscaling
     done, last_pts = 0, None
+    pending: list[Any] = []  # decoded frames waiting for a full group
+    stamps: list[int] = []
+
+    def flush() -> None:
+        nonlocal done
+        outputs = upscale_group(pending)
+        pending.clear()
+        for pts, frame_out in zip(stamps, outputs):
+            if frame_out.shape[:2] != (even_h, even_w):
+                frame_out = np.ascontiguousarray(frame_out[:even_h, :even_w])
+            frame = av.VideoFrame.from_ndarray(frame_out, format="rgb24")
+            frame.pts, frame.time_base = pts, time_base
+            output.mux(stream.encode(frame))
+            done += 1
+            if on_frame is not None:
+                on_frame(done, total)
+        stamps.clear()
+
     try:
         for item in decoder.items():
             if isinstance(item, _Packet):
@@ -367,16 +401,13 @@ def _encode(  # noqa: PLR0913, PLR0915 - one straight pipeline
             if pts is None or (last_pts is not None and pts <= last_pts):
                 pts = 0 if last_pts is None else last_pts + frame_step
             last_pts = pts
-            frame_out = upscale_frame(item.rgb)
+            pending.append(item.rgb)
+            stamps.append(pts)
             del item
-            if frame_out.shape[:2] != (even_h, even_w):
-                frame_out = np.ascontiguousarray(frame_out[:even_h, :even_w])
-            frame = av.VideoFrame.from_ndarray(frame_out, format="rgb24")
-            frame.pts, frame.time_base = pts, time_base
-            output.mux(stream.encode(frame))
-            done += 1
-            if on_frame is not None:
-                on_frame(done, total)
+            if len(pending) >= per_call:
+                flush()
+        if pending:
+            flush()
         output.mux(stream.encode(None))
     finally:
         decoder.close()
