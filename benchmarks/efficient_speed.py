@@ -23,15 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from srtool.environment import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ["28x4x3", "32x4x3", "32x5x3", "36x4x3", "40x4x3", "48x4x2"]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def export_span(spec: str, scale: int, folder: Path) -> tuple[Path, int, float]:
