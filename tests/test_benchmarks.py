@@ -1,0 +1,112 @@
+"""``benchmarks/quality_speed.py``: PSNR from srtool's evaluate, speed rows, the table, the plot
+and its JSON / Markdown, on Set5 with tiny models."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from onnx_factory import build_sr_model
+from PIL import Image
+
+from srtool.environment import cpu_name
+from srtool.errors import UsageError
+from srtool.evaluate import evaluate
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality_speed.py"
+
+
+@pytest.fixture(scope="module")
+def quality_speed() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location("quality_speed", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_quality_speed_on_set5(
+    quality_speed: ModuleType,
+    shared_data: Path,
+    tiny_model_x4: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("matplotlib")
+    exports = tmp_path / "exports"
+    build_sr_model(  # the shipped model of the test's exports folder
+        exports / "tiny-x2" / "model.onnx", scale=2, metadata={"srtool.params": "1234"}
+    )
+    wide = build_sr_model(tmp_path / "wide.onnx", scale=2, features=16, seed=1)
+    out = tmp_path / "results"
+    argv = ["--bench", "Set5", "--rounds", "1", "--warmup", "0", "--size", "64x48"]
+    argv += ["--data-root", str(shared_data), "--exports", str(exports), "--out", str(out)]
+    argv += ["--model", f"wide-x2={wide}", "--model", str(tiny_model_x4)]
+    result = quality_speed.main(argv)
+
+    rows = result["rows"]
+    assert [(r["label"], r["kind"], r["scale"]) for r in rows] == [
+        ("bicubic", "bicubic", 2),
+        ("tiny-x2", "shipped", 2),
+        ("wide-x2", "extra", 2),
+        ("bicubic", "bicubic", 4),
+        ("tiny-x4", "extra", 4),
+    ]
+    by = {(r["label"], r["scale"]): r for r in rows}
+    # PSNR is srtool evaluate's: the published bicubic rows, and a model's own evaluate score
+    assert by["bicubic", 2]["psnr_y"] == pytest.approx(33.67, abs=0.01)
+    assert by["bicubic", 4]["psnr_y"] == pytest.approx(28.43, abs=0.01)
+    direct = evaluate(["Set5"], [str(wide)], scale=2, data_root=shared_data, with_ms_ssim=False)
+    assert by["wide-x2", 2]["psnr_y"] == pytest.approx(direct.score("Set5", "wide").mean("psnr_y"))
+    assert by["tiny-x2", 2]["params"] == 1234 and by["wide-x2", 2]["params"] is None
+    for r in rows:
+        assert r["mpix_s"] > 0 and r["ms"] > 0
+        assert r["mpix_s"] == pytest.approx(64 * 48 * r["scale"] ** 2 / 1e6 / (r["ms"] / 1000))
+    assert by["tiny-x2", 2]["ratio"] == pytest.approx(1.0)
+    assert by["wide-x2", 2]["ratio"] == pytest.approx(
+        by["wide-x2", 2]["mpix_s"] / by["tiny-x2", 2]["mpix_s"]
+    )
+    assert by["tiny-x4", 4]["ratio"] is None  # no shipped x4 model to compare with
+    assert result["speed"]["threads"] == 1 and result["environment"]["cpu"] == cpu_name()
+
+    printed = capsys.readouterr().out
+    assert f"CPU: {cpu_name()}" in printed
+    table = printed[printed.index("model ") :].splitlines()
+    assert table[0].split() == "model scale params PSNR-Y Set5 MPix/s speed vs shipped".split()
+    assert table[3].split()[:3] == ["tiny-x2", "x2", "1,234"]
+    assert table[3].split()[-2:] == ["1.00x", "tiny-x2"]
+
+    png = out / "quality-speed-Set5.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as image:
+        image.verify()
+    with Image.open(png) as image:
+        assert image.format == "PNG" and min(image.size) > 100
+    saved = json.loads((out / "quality-speed-Set5.json").read_text())
+    assert saved["rows"] == rows
+    md = (out / "quality-speed-Set5.md").read_text()
+    assert "| wide-x2 | x2 | - |" in md and md.count("\n| ") == 2 + len(rows)
+
+
+def test_quality_speed_clear_failures(
+    quality_speed: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(UsageError, match="LABEL=FILE"):
+        quality_speed.gather(tmp_path, [f"x={tmp_path / 'missing.onnx'}"])
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else find_spec(name, *a),
+    )
+    with pytest.raises(SystemExit, match="needs matplotlib"):
+        quality_speed.require_matplotlib()
