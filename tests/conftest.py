@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -126,3 +127,23 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+class Hang(BaseException):
+    """Raised in the main thread by the watchdog: not an Exception, so nothing swallows it."""
+
+
+@pytest.fixture()
+def watchdog() -> Iterator[None]:
+    """Fails a test that would hang (a batch whose threads never finish) after 60 s."""
+
+    def expired(signum: int, frame: object) -> None:
+        raise Hang("the batch did not finish within 60 s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(60)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

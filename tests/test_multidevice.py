@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import _thread
 import random
-import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,24 +23,6 @@ from srtool.infer.onnx_session import expand_devices
 from srtool.infer.pipeline import BatchInterrupted, BatchOptions, run_batch
 
 runner = CliRunner()
-
-
-class Hang(BaseException):
-    """Raised in the main thread by the watchdog: not an Exception, so nothing swallows it."""
-
-
-@pytest.fixture()
-def watchdog() -> Iterator[None]:
-    def expired(signum: int, frame: object) -> None:
-        raise Hang("the batch did not finish within 60 s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(60)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import _thread
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -26,24 +25,6 @@ from srtool.infer.jobs import collect_jobs
 from srtool.infer.pipeline import BatchInterrupted, BatchOptions, run_batch
 
 runner = CliRunner()
-
-
-class Hang(BaseException):
-    """Raised in the main thread by the watchdog: not an Exception, so nothing swallows it."""
-
-
-@pytest.fixture()
-def watchdog() -> Iterator[None]:
-    def expired(signum: int, frame: object) -> None:
-        raise Hang("the batch did not finish within 30 s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(30)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture()
