@@ -150,11 +150,8 @@ def test_fp16_io_model_uses_half_buffers(tmp_path: Path) -> None:
     assert any(s.host_out is not None and s.host_out.dtype == np.float16 for s in slots)
 
 
-def test_render_many_batches_whole_frames(model_x2: Path) -> None:
-    """Frames that fit one tile go through the session several per call, with the same pixels
-    as one by one; frames that need tiling are rendered one by one."""
-    frames = [_image(24, 32, np.uint8, seed=i) for i in range(5)]
-    up = load_upscaler(str(model_x2), device="cpu", tile=64, batch=2)
+def _count_calls(up) -> list[int]:  # noqa: ANN001
+    """The batch sizes of ``up``'s session calls, recorded as they happen."""
     calls: list[int] = []
     real_run = up.model.run
 
@@ -162,7 +159,16 @@ def test_render_many_batches_whole_frames(model_x2: Path) -> None:
         calls.append(batch.shape[0])
         return real_run(batch)
 
-    up.model.run = counting  # type: ignore[method-assign]
+    up.model.run = counting
+    return calls
+
+
+def test_render_many_batches_whole_frames(model_x2: Path) -> None:
+    """Frames that fit one tile go through the session several per call, with the same pixels
+    as one by one; frames that need tiling are rendered one by one."""
+    frames = [_image(24, 32, np.uint8, seed=i) for i in range(5)]
+    up = load_upscaler(str(model_x2), device="cpu", tile=64, batch=2)
+    calls = _count_calls(up)
     assert up.images_per_call(24, 32) == 2
     outs = up.render_many(frames, dtype=np.uint8)
     assert calls == [2, 2, 1]
@@ -183,14 +189,7 @@ def test_video_frames_share_calls(tmp_path: Path, model_x2: Path) -> None:
     del av
     out = tmp_path / "out"
     up = load_upscaler(str(model_x2), device="cpu", tile=64, batch=3)
-    calls: list[int] = []
-    real_run = up.model.run
-
-    def counting(batch: np.ndarray) -> np.ndarray:
-        calls.append(batch.shape[0])
-        return real_run(batch)
-
-    up.model.run = counting  # type: ignore[method-assign]
+    calls = _count_calls(up)
     summary = run_batch(collect_jobs(clip.parent, out), up)
     assert summary.done == 1, summary.failed
     assert calls == [3, 3, 1]
