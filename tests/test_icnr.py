@@ -36,7 +36,10 @@ def _grid_of(model: torch.nn.Module, lr: np.ndarray, hr: np.ndarray) -> float:
 
 @pytest.mark.parametrize(
     ("arch", "hparams"),
-    [("span", {"features": 48, "blocks": 4, "convs": 2}), ("compact", {"features": 32, "convs": 4})],
+    [
+        ("span", {"features": 48, "blocks": 4, "convs": 2}),
+        ("compact", {"features": 32, "convs": 4}),
+    ],
 )
 def test_fresh_x4_network_has_no_grid(shared_data: Path, arch: str, hparams: dict) -> None:
     hr = modcrop(read_u8(shared_data / "Set14" / "lenna.png"), 4)[:320, :320]

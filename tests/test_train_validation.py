@@ -20,8 +20,12 @@ from srtool.train.config import DegradationConfig
 from srtool.train.loop import train, validation_scores
 from srtool.train.patches import read_rgb8
 
-VGG_FILE = Path(__file__).resolve().parents[1] / ".." / "shared" / "weights" / (
-    "vgg19_conv1_1-conv3_1_oxford.safetensors"
+VGG_FILE = (
+    Path(__file__).resolve().parents[1]
+    / ".."
+    / "shared"
+    / "weights"
+    / ("vgg19_conv1_1-conv3_1_oxford.safetensors")
 )
 BASE = [
     "model.arch=compact",
@@ -129,7 +133,11 @@ def test_realistic_validation_lr_is_the_evaluation_lr(folders: tuple[Path, Path]
         [val_dir], scale=4, degradation=DegradationConfig(kind="practical")
     )
     made = patches_module.make_validation(
-        pairs, scale=4, degradation=DegradationConfig(kind="practical"), crop=0, seed=0,
+        pairs,
+        scale=4,
+        degradation=DegradationConfig(kind="practical"),
+        crop=0,
+        seed=0,
         realistic=True,
     )
     for pair in made:

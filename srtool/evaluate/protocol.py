@@ -213,11 +213,11 @@ def evaluate(
     (or ``lpips_weights``, a file) adds LPIPS v0.1 AlexNet (:mod:`srtool.evaluate.lpips`);
     ``download`` also fetches its weights when they are missing. ``grid`` adds the grid check
     (:func:`srtool.evaluate.grid.grid_ratio`, period = scale): each SR image's periodic energy at
-    the pixel-shuffle frequencies over its HR image's, about 0-1 without a grid. ``save_images`` writes each SR
-    image and a comparison sheet per image. Models run through ``srtool upscale``'s network pass
-    (``srtool.infer.picture.network_pass``). With ``default_model`` and no ``models``
-    (``srtool evaluate`` without ``--model``), the shipped default model for the scale is
-    compared with bicubic, and a note says so.
+    the pixel-shuffle frequencies over its HR image's, about 0-1 without a grid. ``save_images``
+    writes each SR image and a comparison sheet per image. Models run through ``srtool
+    upscale``'s network pass (``srtool.infer.picture.network_pass``). With ``default_model``
+    and no ``models`` (``srtool evaluate`` without ``--model``), the shipped default model for
+    the scale is compared with bicubic, and a note says so.
     """
     if back_projection < 0:
         raise UsageError("--back-projection must be >= 0")

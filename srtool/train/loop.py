@@ -311,14 +311,11 @@ class Trainer:
             lpips=self.lpips,
             grid=r.validates_grid,
         )
-        vp, vs = scores["val_psnr"], scores["val_ssim"]
         metric = r.train.best_metric
         score = scores.get(f"val_{metric}")
         prev = self.best.get(metric)
         lower = metric == "lpips"
-        improved = score is not None and (
-            prev is None or (score < prev if lower else score > prev)
-        )
+        improved = score is not None and (prev is None or (score < prev if lower else score > prev))
         if improved:
             self.best = {"step": step, **{k.removeprefix("val_"): v for k, v in scores.items()}}
             extra = {"best": True, **scores}

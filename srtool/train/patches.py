@@ -293,9 +293,7 @@ def make_validation(
             lr_f = degrade.apply_practical(hr.astype(np.float32) / 255.0, params, scale)
             lr = np.clip(np.rint(lr_f * 255.0), 0, 255).astype(np.uint8)
         out.append(
-            ImagePair(
-                p.name, np.ascontiguousarray(hr), np.ascontiguousarray(lr), p.file, p.paired
-            )
+            ImagePair(p.name, np.ascontiguousarray(hr), np.ascontiguousarray(lr), p.file, p.paired)
         )
     return out
 
