@@ -142,6 +142,8 @@ def _recipe_overrides(name: str) -> list[str]:
         "train.steps=2",
         "train.save_every=2",
         "train.val_every=2",
+        "train.val_lpips=off",  # no LPIPS weights needed offline
+        "train.best_metric=psnr",
     ]
     if r.is_gan:
         out.append("discriminator.hparams={features = 8}")

@@ -107,6 +107,16 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    grid: Annotated[
+        bool,
+        typer.Option(
+            "--grid",
+            help="Report the grid check (lower is better): each SR image's energy at the "
+            "period-SCALE frequencies of a pixel-shuffle grid, in excess of its neighbourhood, "
+            "over the HR image's energy there; about 0-1 without a grid, > 1 a visible one.",
+            rich_help_panel="Scores",
+        ),
+    ] = False,
     degradation: Annotated[
         str,
         typer.Option(
@@ -236,6 +246,7 @@ def evaluate(
                 with_ms_ssim=ms_ssim,
                 lpips=lpips,
                 lpips_weights=lpips_weights,
+                grid=grid,
                 degradation=degradation,
                 tta=tta,
                 back_projection=back_projection,

@@ -116,7 +116,12 @@ class _ProgressView:
             p.update(self.task, completed=event.step, **fields)
         elif event.kind == "val":
             v = event.values
-            self.val = f"val {v['val_psnr']:.2f} dB" + (" *" if v["improved"] else "")
+            self.val = f"val {v['val_psnr']:.2f} dB"
+            if "val_lpips" in v:
+                self.val += f" LPIPS {v['val_lpips']:.3f}"
+            if "val_grid" in v:
+                self.val += f" grid {v['val_grid']:.2f}"
+            self.val += " *" if v["improved"] else ""
             p.update(self.task, val=self.val)
         elif event.kind == "done":
             p.update(self.task, completed=event.total, eta="0:00")

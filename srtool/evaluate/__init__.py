@@ -3,6 +3,7 @@
 - :mod:`~srtool.evaluate.benchmarks` — benchmark sets, the protocol's pixel steps, their LR;
 - :mod:`~srtool.evaluate.methods` — baselines, ONNX models, checkpoints, the LPIPS hook;
 - :mod:`~srtool.evaluate.lpips` — LPIPS v0.1 (AlexNet): the network, its weights, their download;
+- :mod:`~srtool.evaluate.grid` — the grid check: periodic energy at the scale's pixel period;
 - :mod:`~srtool.evaluate.protocol` — :func:`evaluate`, the driver;
 - :mod:`~srtool.evaluate.results` — scores and the report;
 - :mod:`~srtool.evaluate.reports` — JSON / CSV / Markdown writers and comparison sheets.

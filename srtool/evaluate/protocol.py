@@ -42,6 +42,7 @@ from srtool.evaluate.benchmarks import (
     make_lr,
     read_u8,
 )
+from srtool.evaluate.grid import grid_ratio
 from srtool.evaluate.methods import (
     Method,
     baseline_method,
@@ -62,6 +63,12 @@ from srtool.resize import modcrop
 
 log = logging.getLogger("srtool")
 
+GRID_NOTE = (
+    "Grid: the SR image's spectral energy at the period-{period} frequencies (k H/{period}, "
+    "l W/{period}) in excess of its neighbourhood, over the HR image's energy there, on Y with a "
+    "Hann window; about 0-1: no grid of the network's own, > 1: a periodic pattern (the "
+    "pixel-shuffle grid)"
+)
 _LR_MADE = {"bicubic": "MATLAB bicubic", "realistic": "realistic (seeded, per image)"}
 
 
@@ -183,6 +190,7 @@ def evaluate(
     with_ms_ssim: bool = True,
     lpips: bool = False,
     lpips_weights: str | os.PathLike[str] | None = None,
+    grid: bool = False,
     degradation: str = "bicubic",
     tta: bool = False,
     back_projection: int = 0,
@@ -203,11 +211,13 @@ def evaluate(
     measured. ``degradation`` makes the LR images (where none are given) by MATLAB bicubic, the
     published protocol, or by srtool's seeded ``realistic`` second-order degradation. ``lpips``
     (or ``lpips_weights``, a file) adds LPIPS v0.1 AlexNet (:mod:`srtool.evaluate.lpips`);
-    ``download`` also fetches its weights when they are missing. ``save_images`` writes each SR
-    image and a comparison sheet per image. Models run through ``srtool upscale``'s network pass
-    (``srtool.infer.picture.network_pass``). With ``default_model`` and no ``models``
-    (``srtool evaluate`` without ``--model``), the shipped default model for the scale is
-    compared with bicubic, and a note says so.
+    ``download`` also fetches its weights when they are missing. ``grid`` adds the grid check
+    (:func:`srtool.evaluate.grid.grid_ratio`, period = scale): each SR image's periodic energy at
+    the pixel-shuffle frequencies over its HR image's, about 0-1 without a grid. ``save_images``
+    writes each SR image and a comparison sheet per image. Models run through ``srtool
+    upscale``'s network pass (``srtool.infer.picture.network_pass``). With ``default_model``
+    and no ``models`` (``srtool evaluate`` without ``--model``), the shipped default model for
+    the scale is compared with bicubic, and a note says so.
     """
     if back_projection < 0:
         raise UsageError("--back-projection must be >= 0")
@@ -248,6 +258,14 @@ def evaluate(
             tile=tile,
             workdir=Path(tmp),
         )
+    grid_period = scale if grid and scale >= 2 else 0
+    if grid:
+        metrics += ["grid"] if grid_period else []
+        notes.append(
+            GRID_NOTE.format(period=scale)
+            if grid_period
+            else "grid check not computed: it needs a scale of 2 or more"
+        )
     if (tta or back_projection) and all(m.info.kind == "baseline" for m in methods):
         notes.append("--tta/--back-projection apply to networks; none was given")
     for method in methods:  # first-call set-up stays out of the timings
@@ -271,6 +289,7 @@ def evaluate(
         rgb=rgb,
         with_ms_ssim=with_ms_ssim,
         lpips_fn=lpips_fn,
+        grid_period=grid_period,
         out_dir=Path(save_images) if save_images is not None else None,
         progress=progress,
         total=sum(len(s.hr) for s in sets) * len(methods),
@@ -287,6 +306,7 @@ class _Run:
     rgb: bool
     with_ms_ssim: bool
     lpips_fn: Callable[[np.ndarray, np.ndarray], float] | None
+    grid_period: int
     out_dir: Path | None
     progress: Callable[[ProgressEvent], None] | None
     total: int
@@ -326,7 +346,9 @@ def _evaluate_benchmark(bench: BenchmarkSet, run: _Run, report: EvaluationReport
                 raise ModelError(
                     f"{method.info.label} gave {sr.shape} for {hr_path.name}, expected {hr.shape}"
                 )
-            score = _measure(hr, sr, scale, run.rgb, run.with_ms_ssim, run.lpips_fn)
+            score = _measure(
+                hr, sr, scale, run.rgb, run.with_ms_ssim, run.lpips_fn, run.grid_period
+            )
             score.image, score.seconds, score.grey = hr_path.name, seconds, grey
             small += run.with_ms_ssim and score.ms_ssim_y is None
             scores[method.info.label].images.append(score)
@@ -396,6 +418,7 @@ def _measure(
     rgb: bool,
     with_ms_ssim: bool,
     lpips_fn: Callable[[np.ndarray, np.ndarray], float] | None,
+    grid_period: int = 0,
 ) -> ImageScore:
     score = ImageScore(
         image="",
@@ -413,6 +436,11 @@ def _measure(
     if lpips_fn is not None:
         c = scale
         score.lpips = lpips_fn(sr[c:-c, c:-c], hr[c:-c, c:-c])
+    if grid_period:
+        try:
+            score.grid = grid_ratio(sr, hr, grid_period, crop_border=scale)
+        except UsageError as exc:  # too small for the check: left out of the mean
+            log.debug("grid check skipped: %s", exc)
     return score
 
 

@@ -39,6 +39,7 @@ METRIC_LABELS = {
     "psnr_rgb": "PSNR-RGB",
     "ssim_rgb": "SSIM-RGB",
     "lpips": "LPIPS",
+    "grid": "Grid",
 }
 
 
@@ -114,10 +115,12 @@ def _csv_value(value: float | None) -> str:
 
 def to_markdown(report: EvaluationReport, *, per_image: bool = False) -> str:
     """A model-card section: quality per benchmark (best in bold), speed, protocol, notes."""
+    from srtool.evaluate.results import LOWER_IS_BETTER
+
     benches = [b["name"] for b in report.benchmarks]
     methods = [m.label for m in report.methods]
     lines = [f"### Benchmarks, x{report.scale}", ""]
-    quality = [m for m in report.metrics if m != "lpips"]
+    quality = [m for m in report.metrics if m not in ("lpips", "grid")]
     pairs = [("psnr_y", "ssim_y"), ("psnr_rgb", "ssim_rgb")]
     for psnr_key, ssim_key in pairs:
         if psnr_key not in quality:
@@ -137,9 +140,11 @@ def to_markdown(report: EvaluationReport, *, per_image: bool = False) -> str:
                 )
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
-    extra = [m for m in report.metrics if m in ("ms_ssim_y", "lpips")]
+    extra = [m for m in report.metrics if m in ("ms_ssim_y", "lpips", "grid")]
     for metric in extra:
-        arrow = "lower is better" if metric == "lpips" else "higher is better"
+        arrow = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
+        if metric == "grid":
+            arrow += f"; period-{report.scale} energy over the HR's, > 1: a grid"
         lines += [f"{METRIC_LABELS[metric]} ({arrow}):", ""]
         lines.append("| Method | " + " | ".join(benches) + " |")
         lines.append("| --- |" + " --- |" * len(benches))

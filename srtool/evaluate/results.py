@@ -60,11 +60,12 @@ class ImageScore:
     psnr_rgb: float | None = None
     ssim_rgb: float | None = None
     lpips: float | None = None
+    grid: float | None = None
     grey: bool = False
 
 
-METRIC_FIELDS = ("psnr_y", "ssim_y", "ms_ssim_y", "psnr_rgb", "ssim_rgb", "lpips")
-LOWER_IS_BETTER = frozenset({"lpips"})
+METRIC_FIELDS = ("psnr_y", "ssim_y", "ms_ssim_y", "psnr_rgb", "ssim_rgb", "lpips", "grid")
+LOWER_IS_BETTER = frozenset({"lpips", "grid"})
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -126,7 +127,7 @@ class EvaluationReport:
         raise KeyError((benchmark, method))
 
     def best(self, benchmark: str, metric: str) -> float | None:
-        """The best mean of ``metric`` on ``benchmark`` (max, or min for LPIPS)."""
+        """The best mean of ``metric`` on ``benchmark`` (max, or min for LPIPS and grid)."""
         values = [
             v for s in self.scores if s.benchmark == benchmark and (v := s.mean(metric)) is not None
         ]

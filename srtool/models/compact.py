@@ -4,7 +4,9 @@ Structure (identical to Real-ESRGAN's ``SRVGGNetCompact``, including state-dict 
 community "Compact" weights load into it unchanged and srtool's compact checkpoints load in
 spandrel): ``body`` = conv3x3(in -> F), PReLU, ``convs`` x [conv3x3(F -> F), PReLU],
 conv3x3(F -> out * s * s); then PixelShuffle(s) plus the nearest-upsampled input, so the network
-learns only the residual over a blocky upscale.
+learns only the residual over a blocky upscale. The last convolution starts by ICNR (Aitken et
+al. 2017, "Checkerboard artifact free sub-pixel convolution", :mod:`srtool.models.icnr`), so a
+network built from scratch has no period-``scale`` grid before training.
 
 Why this is the CPU model: every convolution runs on the small LR grid (cost per output pixel is
 ``~9 * F * F * (convs + 1) / s**2`` MACs), there is no normalisation, no attention, no HR-size
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srtool.models.hparams import records_hparams
+from srtool.models.icnr import icnr_
 
 __all__ = ["Compact"]
 
@@ -65,6 +68,7 @@ class Compact(nn.Module):
         for _ in range(convs):
             layers += [nn.Conv2d(features, features, 3, 1, 1), nn.PReLU(num_parameters=features)]
         layers.append(nn.Conv2d(features, out_channels * scale * scale, 3, 1, 1))
+        icnr_(layers[-1], scale)  # ICNR (Aitken et al. 2017): a fresh network starts grid-free
         # A ModuleList (not Sequential) keeps the ``body.N`` key names of the reference model.
         self.body = nn.ModuleList(layers)
         self.upsampler = nn.PixelShuffle(scale)

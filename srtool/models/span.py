@@ -27,6 +27,9 @@ Where this differs from the paper:
   and the first 1x1 of its expanded branch has no bias, so the fold is exact at image borders;
 - the number of convs per block (``convs``, 3 in the paper) and of blocks are parameters; the
   paper's SPAN has 48 features x 6 blocks;
+- the convolution before the pixel shuffle starts by ICNR (Aitken et al. 2017,
+  :mod:`srtool.models.icnr`): a fresh network has no period-``scale`` grid, which a perceptual or
+  adversarial objective might otherwise keep;
 - no mean-shift of the input and no image-level skip. In particular there is no nearest-upsampled
   input skip (``compact``'s): its 4x4 staircase shows on thin diagonal lines.
 
@@ -45,6 +48,7 @@ import torch
 from torch import nn
 
 from srtool.models.hparams import records_hparams
+from srtool.models.icnr import icnr_
 from srtool.models.reparam import RepConv3x3, fuse_children
 
 __all__ = ["SPAN", "SPAB"]
@@ -124,6 +128,7 @@ class SPAN(nn.Module):
         self.upsampler = nn.Sequential(
             nn.Conv2d(features, out_channels * scale * scale, 3, 1, 1), nn.PixelShuffle(scale)
         )
+        icnr_(self.upsampler[0], scale)  # a network built from scratch starts without a grid
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f0 = self.head(x)

@@ -95,7 +95,14 @@ class DegradationConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Patches and the validation split."""
+    """Patches and the validation split.
+
+    Validation LR images: ``val_degradation = "recipe"`` makes them as the training LR (bicubic,
+    gaussian, or one practical degradation drawn per image from the run's seed);
+    ``"realistic"`` uses ``srtool evaluate --degradation realistic``'s fixed second-order
+    degradation seeded by each file name, so a run's validation scores on a benchmark equal
+    ``srtool evaluate``'s for it (with ``val_crop = 0``) and stay comparable across recipes.
+    """
 
     patch_size: int = 128
     batch_size: int = 16
@@ -104,6 +111,7 @@ class DataConfig:
     num_workers: int | Literal["auto"] = "auto"  # auto: 2 on CPU, sized to the cores on CUDA
     val_count: int = 10
     val_crop: int = 0
+    val_degradation: Literal["recipe", "realistic"] = "recipe"
     min_patch_images: int = 1
 
 
@@ -153,6 +161,13 @@ class TrainConfig:
     ``amp = "auto"`` is bf16 autocast on CUDA and fp32 on CPU, where bf16 autocast measured
     slower; ``channels_last = "auto"`` is channels-last everywhere (it measured faster on CPU
     too); see training/README.md.
+
+    Validation always scores PSNR-Y and SSIM-Y. ``val_lpips`` adds LPIPS v0.1 AlexNet
+    (``val_lpips`` in metrics.jsonl; weights from ``$SRTOOL_LPIPS_WEIGHTS`` or srtool's weights
+    cache): ``auto`` when the weights are found, ``on`` requires them. ``val_grid`` adds the grid
+    check (:mod:`srtool.evaluate.grid`, ``val_grid``): ``auto`` for recipes with a perceptual or
+    adversarial loss. ``best_metric`` picks ``best.safetensors``: highest PSNR or SSIM, or lowest
+    LPIPS (which needs ``val_lpips``).
     """
 
     steps: int = 100_000
@@ -165,7 +180,9 @@ class TrainConfig:
     val_every: int = 5000
     save_every: int = 5000
     keep_last: int = 3
-    best_metric: Literal["psnr", "ssim"] = "psnr"
+    best_metric: Literal["psnr", "ssim", "lpips"] = "psnr"
+    val_lpips: Literal["auto", "on", "off"] = "auto"
+    val_grid: Literal["auto", "on", "off"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -227,6 +244,8 @@ class Recipe:
             raise UsageError("loss.adversarial is set but loss.adversarial_weight is 0")
         if self.loss.adversarial == "none" and self.loss.adversarial_weight > 0:
             raise UsageError("loss.adversarial_weight > 0 needs loss.adversarial to be set")
+        if self.train.best_metric == "lpips" and self.train.val_lpips == "off":
+            raise UsageError("train.best_metric = 'lpips' needs train.val_lpips 'on' or 'auto'")
         if self.optim.schedule == "step" and not self.optim.milestones:
             raise UsageError("optim.schedule = 'step' needs optim.milestones")
         return self
@@ -234,6 +253,14 @@ class Recipe:
     @property
     def is_gan(self) -> bool:
         return self.loss.adversarial != "none"
+
+    @property
+    def validates_grid(self) -> bool:
+        """Whether validation runs the grid check (``train.val_grid``, ``auto``: perceptual or
+        adversarial recipes, whose objectives reward the high frequencies a grid adds)."""
+        if self.train.val_grid == "auto":
+            return self.is_gan or self.loss.perceptual_weight > 0
+        return self.train.val_grid == "on"
 
 
 # --------------------------------------------------------------------------- parsing

@@ -57,6 +57,7 @@ __all__ = [
     "train",
     "train_step",
     "validate",
+    "validation_scores",
 ]
 
 log = logging.getLogger("srtool")
@@ -133,19 +134,52 @@ def validate(
 ) -> tuple[float, float]:
     """Mean PSNR-Y / SSIM-Y over ``pairs`` with the evaluation protocol (SR rounded to uint8,
     ``scale`` border pixels cropped)."""
+    scores = validation_scores(model, pairs, scale, device)
+    return scores["val_psnr"], scores["val_ssim"]
+
+
+@torch.no_grad()
+def validation_scores(
+    model: nn.Module,
+    pairs: Sequence[patches.ImagePair],
+    scale: int,
+    device: torch.device,
+    *,
+    lpips: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    grid: bool = False,
+) -> dict[str, float]:
+    """``val_psnr`` / ``val_ssim`` (means of PSNR-Y / SSIM-Y over ``pairs`` by the evaluation
+    protocol: SR rounded to uint8, ``scale`` border pixels cropped), plus ``val_lpips`` with an
+    ``lpips`` function of two uint8 images (border-cropped as ``srtool evaluate`` does) and
+    ``val_grid`` (:func:`srtool.evaluate.grid.grid_ratio`, period = scale, the mean over the
+    images large enough for it) with ``grid``."""
+    from srtool.errors import UsageError
+    from srtool.evaluate.grid import grid_ratio
     from srtool.metrics import psnr, ssim
 
     was_training = model.training
     model.eval()
-    ps, ss = [], []
+    values: dict[str, list[float]] = {"val_psnr": [], "val_ssim": []}
+    if lpips is not None:
+        values["val_lpips"] = []
+    c = scale
     for pair in pairs:
         lr = torch.from_numpy(pair.lr.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
         sr = torch.nan_to_num(model(lr.to(device)), nan=0.0).clamp_(0, 1)  # NaN scores low
         sr8 = (sr[0].permute(1, 2, 0).float().cpu().numpy() * 255.0).round().astype(np.uint8)
-        ps.append(psnr(sr8, pair.hr, crop_border=scale, y_only=True))
-        ss.append(ssim(sr8, pair.hr, crop_border=scale, y_only=True))
+        values["val_psnr"].append(psnr(sr8, pair.hr, crop_border=scale, y_only=True))
+        values["val_ssim"].append(ssim(sr8, pair.hr, crop_border=scale, y_only=True))
+        if lpips is not None:
+            values["val_lpips"].append(lpips(sr8[c:-c, c:-c], pair.hr[c:-c, c:-c]))
+        if grid and scale >= 2:
+            try:
+                values.setdefault("val_grid", []).append(
+                    grid_ratio(sr8, pair.hr, scale, crop_border=scale)
+                )
+            except UsageError:  # an image too small for the check: left out of the mean
+                pass
     model.train(was_training)
-    return float(np.mean(ps)), float(np.mean(ss))
+    return {k: float(np.mean(v)) for k, v in values.items() if v}
 
 
 def load_scaler_state(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
@@ -186,6 +220,7 @@ class Trainer:
     metrics: MetricsLog | None = None
     emit: Callable[[TrainEvent], None] = lambda event: None
     pending_bad: torch.Tensor | None = None  # skipped steps not yet read, on the device
+    lpips: Callable[[np.ndarray, np.ndarray], float] | None = None  # validation LPIPS
 
     def restore(self, state: dict[str, Any] | None = None) -> None:
         """Load the run's resume state (``state``, already read, or the run's file): weights,
@@ -268,19 +303,26 @@ class Trainer:
     def validate_and_keep_best(self, step: int) -> None:
         """Score the EMA (else raw) generator; keep ``best.safetensors`` when it improved."""
         r, n = self.recipe, self.nets
-        vp, vs = validate(
-            n.ema if n.ema is not None else n.g, self.data.val, r.model.scale, self.num.device
+        scores = validation_scores(
+            n.ema if n.ema is not None else n.g,
+            self.data.val,
+            r.model.scale,
+            self.num.device,
+            lpips=self.lpips,
+            grid=r.validates_grid,
         )
-        score = vp if r.train.best_metric == "psnr" else vs
-        prev = self.best[r.train.best_metric]
-        improved = prev is None or score > prev
+        metric = r.train.best_metric
+        score = scores.get(f"val_{metric}")
+        prev = self.best.get(metric)
+        lower = metric == "lpips"
+        improved = score is not None and (prev is None or (score < prev if lower else score > prev))
         if improved:
-            self.best = {"step": step, "psnr": vp, "ssim": vs}
-            extra = {"best": True, "val_psnr": vp, "val_ssim": vs}
+            self.best = {"step": step, **{k.removeprefix("val_"): v for k, v in scores.items()}}
+            extra = {"best": True, **scores}
             self.run.save_weights(self.run.best_path, n.g, n.ema, self.meta(step, extra))
-        self.metrics.add({"step": step, "val_psnr": vp, "val_ssim": vs})
+        self.metrics.add({"step": step, **scores})
         plot_curves(self.metrics.rows, self.run.curves_path, r.name)
-        values = {"val_psnr": vp, "val_ssim": vs, "best_psnr": self.best["psnr"]}
+        values = {**scores, "best_psnr": self.best["psnr"]}
         self.emit(TrainEvent("val", step, r.train.steps, {**values, "improved": improved}))
 
     def result(self, last_path: Path | None, patches_per_s: float) -> TrainResult:
@@ -320,6 +362,27 @@ class Trainer:
         )
 
 
+def validation_lpips(
+    recipe: Recipe, device: torch.device
+) -> Callable[[np.ndarray, np.ndarray], float] | None:
+    """The LPIPS function validation uses (``train.val_lpips``), or None: ``auto`` uses the
+    weights where :func:`srtool.evaluate.lpips.find_weights` finds them, ``on`` requires them."""
+    from srtool.errors import ModelError
+    from srtool.evaluate.lpips import LPIPS, find_weights, missing_message
+
+    setting = recipe.train.val_lpips
+    if setting == "off":
+        return None
+    if find_weights() is None:
+        if setting == "on" or recipe.train.best_metric == "lpips":
+            raise ModelError(
+                f"train.val_lpips / best_metric = 'lpips' need the LPIPS {missing_message()}"
+            )
+        log.info("validation without LPIPS: %s", missing_message())
+        return None
+    return LPIPS.load(None, device)
+
+
 def _setup(
     recipe: Recipe,
     run: RunDir,
@@ -357,6 +420,7 @@ def _setup(
         recipe, data, val, data_root, lambda i, n: emit(TrainEvent("load", i, n))
     )
     t = Trainer(recipe, run, dist_info, num, training_data, nets, init_from, t_start, emit=emit)
+    t.lpips = validation_lpips(recipe, num.device) if training_data.val else None
     if saved is not None:
         t.restore(saved)
     t.metrics = MetricsLog(run, t.rows) if dist_info.is_main else None

@@ -62,11 +62,15 @@ log = logging.getLogger("srtool")
 @dataclass(frozen=True)
 class ImagePair:
     """One decoded training image. ``hr`` is uint8 HxWx3 cropped to a multiple of the scale;
-    ``lr`` is its uint8 LR, or ``None`` when LR is drawn per patch (practical degradation)."""
+    ``lr`` is its uint8 LR, or ``None`` when LR is drawn per patch (practical degradation).
+    ``file`` is the HR file's name (what seeds a 'realistic' validation LR); ``paired`` says the LR
+    was read from a file rather than made."""
 
     name: str
     hr: np.ndarray
     lr: np.ndarray | None
+    file: str = ""
+    paired: bool = False
 
 
 @dataclass
@@ -218,11 +222,12 @@ def load_pairs(
                         f"{name}: HR {W}x{H} does not match LR {w}x{h} at scale {scale} "
                         f"(expected LR {W // scale}x{H // scale})"
                     )
-                return ImagePair(name, np.ascontiguousarray(hr[: h * scale, : w * scale]), lr)
+                hr = np.ascontiguousarray(hr[: h * scale, : w * scale])
+                return ImagePair(name, hr, lr, hr_path.name, True)
             hr = np.ascontiguousarray(modcrop(hr, scale))
             if min(hr.shape[:2]) < scale:
                 return f"{name}: smaller than the scale"
-            return ImagePair(name, hr, _deterministic_lr(hr, scale, degradation))
+            return ImagePair(name, hr, _deterministic_lr(hr, scale, degradation), hr_path.name)
         except ImageReadError as exc:
             return f"{name}: {exc}"
 
@@ -258,13 +263,25 @@ def split_validation(
 
 
 def make_validation(
-    pairs: Sequence[ImagePair], *, scale: int, degradation: DegradationConfig, crop: int, seed: int
+    pairs: Sequence[ImagePair],
+    *,
+    scale: int,
+    degradation: DegradationConfig,
+    crop: int,
+    seed: int,
+    realistic: bool = False,
 ) -> list[ImagePair]:
     """Validation pairs with a fixed LR each: centre-cropped to ``crop`` HR px (0: whole image),
-    practical degradations drawn once from a per-image seed so every validation is comparable."""
+    practical degradations drawn once from a per-image seed so every validation is comparable.
+    With ``realistic``, LR images not read from files are made as ``srtool evaluate
+    --degradation realistic`` makes them (seeded by the file name), before the crop."""
+    from srtool.evaluate.benchmarks import realistic_lr
+
     out = []
     for i, p in enumerate(pairs):
         hr, lr = p.hr, p.lr
+        if realistic and not p.paired:
+            lr = realistic_lr(hr, scale, p.file or p.name)
         if crop > 0:
             c = max(scale, crop - crop % scale) // scale
             lh, lw = hr.shape[0] // scale, hr.shape[1] // scale
@@ -275,7 +292,9 @@ def make_validation(
             params = degrade.sample_practical(np.random.default_rng([seed, 2, i]), degradation)
             lr_f = degrade.apply_practical(hr.astype(np.float32) / 255.0, params, scale)
             lr = np.clip(np.rint(lr_f * 255.0), 0, 255).astype(np.uint8)
-        out.append(ImagePair(p.name, np.ascontiguousarray(hr), np.ascontiguousarray(lr)))
+        out.append(
+            ImagePair(p.name, np.ascontiguousarray(hr), np.ascontiguousarray(lr), p.file, p.paired)
+        )
     return out
 
 

@@ -202,7 +202,12 @@ def load_training_data(
             f" ({len(summary.skipped)} skipped); add data or lower data.patch_size"
         )
     val_pairs = patches.make_validation(
-        val_pairs, scale=s, degradation=r.degradation, crop=r.data.val_crop, seed=r.train.seed
+        val_pairs,
+        scale=s,
+        degradation=r.degradation,
+        crop=r.data.val_crop,
+        seed=r.train.seed,
+        realistic=r.data.val_degradation == "realistic",
     )
     dataset = patches.PatchDataset(
         train_pairs,
