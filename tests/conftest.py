@@ -147,3 +147,24 @@ def watchdog() -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="session")
+def vgg_file() -> Path:
+    """VGG19 conv1_1 ... conv3_1 (ImageNet, Oxford release): enough for VGG22/VGG31 losses."""
+    path = SHARED_WEIGHTS / "vgg19_conv1_1-conv3_1_oxford.safetensors"
+    if not path.is_file():
+        pytest.skip(f"truncated VGG19 weights not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads, and on shared cores every OpenMP barrier
+    waits for a descheduled thread (a 4x16x8x8 BatchNorm was measured at 24 ms with 2 threads)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

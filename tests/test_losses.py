@@ -14,21 +14,6 @@ from srtool.errors import UsageError
 from srtool.train import losses
 from srtool.train.patches import read_rgb8
 
-VGG_FILE = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "weights"
-    / ("vgg19_conv1_1-conv3_1_oxford.safetensors")
-)
-
-
-@pytest.fixture(scope="module")
-def vgg_file() -> Path:
-    if not VGG_FILE.is_file():
-        pytest.skip(f"truncated VGG19 weights not found at {VGG_FILE}")
-    return VGG_FILE
-
 
 @pytest.fixture(scope="module")
 def pair(shared_data: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,13 +24,8 @@ def pair(shared_data: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on shared cores every OpenMP barrier
-    waits for a descheduled thread (a 4x16x8x8 BatchNorm was measured at 24 ms with 2 threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test and module fixture here runs torch on one thread (see ``one_torch_thread``)."""
 
 
 def test_pixel_losses_known_values() -> None:

@@ -46,13 +46,8 @@ def t91(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on shared cores every OpenMP barrier
-    waits for a descheduled thread (a 4x16x8x8 BatchNorm was measured at 24 ms with 2 threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test and module fixture here runs torch on one thread (see ``one_torch_thread``)."""
 
 
 def test_train_then_resume(t91: Path, tmp_path: Path) -> None:

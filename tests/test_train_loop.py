@@ -23,13 +23,6 @@ from srtool.train.patches import read_rgb8
 from srtool.train.weights import load_init
 
 RECIPES = Path(__file__).resolve().parents[1] / "training" / "recipes"
-VGG_FILE = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "weights"
-    / ("vgg19_conv1_1-conv3_1_oxford.safetensors")
-)
 TINY = {
     "compact": "{features = 8, convs = 1}",
     "srresnet": "{features = 8, blocks = 1}",
@@ -59,21 +52,9 @@ def t91(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def vgg_file() -> Path:
-    if not VGG_FILE.is_file():
-        pytest.skip(f"truncated VGG19 weights not found at {VGG_FILE}")
-    return VGG_FILE
-
-
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on shared cores every OpenMP barrier
-    waits for a descheduled thread (a 4x16x8x8 BatchNorm was measured at 24 ms with 2 threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test and module fixture here runs torch on one thread (see ``one_torch_thread``)."""
 
 
 def rows(run: Path) -> list[dict]:
@@ -360,12 +341,10 @@ def test_separate_validation_folder(t91: Path, tmp_path: Path) -> None:
     assert res.best_psnr is not None and 10 < res.best_psnr < 60
 
 
-def test_init_from_a_community_state_dict(t91: Path, tmp_path: Path) -> None:
+def test_init_from_a_community_state_dict(t91: Path, tmp_path: Path, shared_weights: Path) -> None:
     """Real-ESRGAN's animevideov3 release (SRVGGNetCompact, 64 x 16, x4, a ``params`` dict in a
     .pth file) fine-tuned with only its last convolution trainable."""
-    pth = VGG_FILE.with_name("realesr-animevideov3_x4.pth")
-    if not pth.is_file():
-        pytest.skip(f"{pth} not found")
+    pth = shared_weights / "realesr-animevideov3_x4.pth"
     release = torch.load(pth, map_location="cpu", weights_only=True)["params"]
     recipe = load_recipe(
         None,

@@ -20,13 +20,6 @@ from srtool.train.config import DegradationConfig
 from srtool.train.loop import train, validation_scores
 from srtool.train.patches import read_rgb8
 
-VGG_FILE = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "weights"
-    / ("vgg19_conv1_1-conv3_1_oxford.safetensors")
-)
 BASE = [
     "model.arch=compact",
     "model.hparams={features = 8, convs = 1}",
@@ -61,12 +54,9 @@ def folders(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     return train_dir, val_dir
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test and module fixture here runs torch on one thread (see ``one_torch_thread``)."""
 
 
 def _rows(run: Path) -> list[dict]:
@@ -76,11 +66,10 @@ def _rows(run: Path) -> list[dict]:
 def test_gan_validation_logs_lpips_and_grid_and_keeps_the_lowest_lpips(
     folders: tuple[Path, Path],
     shared_weights: Path,
+    vgg_file: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if not VGG_FILE.is_file():
-        pytest.skip("truncated VGG19 weights not found")
     monkeypatch.setenv("SRTOOL_LPIPS_WEIGHTS", str(shared_weights / "lpips_alex_v0.1.safetensors"))
     recipe = load_recipe(
         None, BASE + GAN + ["train.best_metric=lpips", "data.val_degradation=realistic"]
@@ -93,7 +82,7 @@ def test_gan_validation_logs_lpips_and_grid_and_keeps_the_lowest_lpips(
         val=str(val_dir),
         out_dir=tmp_path / "run",
         device="cpu",
-        vgg_weights=VGG_FILE,
+        vgg_weights=vgg_file,
     )
     val = [r for r in _rows(tmp_path / "run") if "val_psnr" in r]
     assert [r["step"] for r in val] == [2, 4]
