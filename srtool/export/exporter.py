@@ -73,6 +73,7 @@ def export_onnx(
     int8_max_loss_db: float = 0.05,
     int8_crops: int = 32,
     int8_crop_size: int = 64,
+    int8_recalibrate: bool = False,
     check_parity: bool = True,
     parity_atol: float = 1e-3,
     parity_sizes: tuple[tuple[int, int, int], ...] = DEFAULT_PARITY_SIZES,
@@ -97,6 +98,9 @@ def export_onnx(
         int8_eval_dir: HR images on which the int8 PSNR cost and speed-up are measured (Set5 is
             the usual choice); defaults to the calibration folder. The int8 model is kept only
             when it loses at most ``int8_max_loss_db`` dB PSNR-Y against fp32.
+        int8_recalibrate: calibrate every activation range on the photos even when the
+            checkpoint carries the ranges of quantisation-aware training (which are used by
+            default, with the convolutions that run kept in float).
         check_parity: run PyTorch and onnxruntime on ``parity_sizes`` inputs and fail when any
             output differs by more than ``parity_atol`` (fp32).
         exporter: "dynamo" (default, torch.export based) or "torchscript" (legacy tracer).
@@ -182,6 +186,7 @@ def export_onnx(
                 int8_max_loss_db=int8_max_loss_db,
                 crops=int8_crops,
                 crop_size=int8_crop_size,
+                recalibrate=int8_recalibrate,
             )
         )
 
@@ -264,6 +269,7 @@ def _int8_variant(
     int8_max_loss_db: float,
     crops: int,
     crop_size: int,
+    recalibrate: bool = False,
 ) -> VariantReport:
     import onnx
 
@@ -279,7 +285,24 @@ def _int8_variant(
     path = variant_path(out_path, "int8")
     with tempfile.TemporaryDirectory(prefix="srtool-int8-", dir=out_path.parent) as tmp:
         tmp_out = Path(tmp) / "int8.onnx"
-        to_int8(out_path, tmp_out, calib)
+        qat = src.quantization if not recalibrate else None
+        if qat:
+            log.info(
+                "int8: activation ranges of quantisation-aware training%s",
+                f", {', '.join(qat.get('keep_float') or [])} in float"
+                if qat.get("keep_float")
+                else "",
+            )
+            to_int8(
+                out_path,
+                tmp_out,
+                calib,
+                percentile=float(qat.get("percentile", 99.99)),
+                ranges=qat.get("ranges") or {},
+                keep_float=list(qat.get("keep_float") or []),
+            )
+        else:
+            to_int8(out_path, tmp_out, calib)
         quant = onnx.load(str(tmp_out))
     set_metadata(quant, model_metadata(src, precision="int8", **base_meta))
     data = serialise_checked(quant)
@@ -303,6 +326,8 @@ def _int8_variant(
     if accepted:
         atomic_write_bytes(path, data)
         note = f"PSNR cost {loss:.3f} dB <= {int8_max_loss_db:g} dB"
+        if qat:
+            note += "; quantisation-aware ranges"
     else:
         path.unlink(missing_ok=True)
         note = f"rejected: loses {loss:.3f} dB PSNR-Y (> {int8_max_loss_db:g} dB allowed)"
