@@ -216,8 +216,9 @@ def conv_tensors(model_path: Path) -> dict[str, tuple[str, str, str]]:
     graph = onnx.load(str(model_path)).graph
     found = {}
     for node in graph.node:
-        if node.op_type == "Conv" and len(node.input) > 1 and node.input[1].endswith(".weight"):
-            found[node.input[1].removesuffix(".weight")] = (node.name, node.input[0], node.output[0])
+        weight = node.input[1] if node.op_type == "Conv" and len(node.input) > 1 else ""
+        if weight.endswith(".weight"):
+            found[weight.removesuffix(".weight")] = (node.name, node.input[0], node.output[0])
     return found
 
 

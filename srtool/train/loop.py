@@ -31,6 +31,7 @@ from srtool.train import distributed as sr_dist
 from srtool.train import losses, patches
 from srtool.train.config import Recipe, recipe_to_dict
 from srtool.train.curves import MetricsLog, plot_curves
+from srtool.train.qat import set_observing
 from srtool.train.run import RunDir
 from srtool.train.setup import (
     Networks,
@@ -43,7 +44,6 @@ from srtool.train.setup import (
     resolve_numerics,
     stop_requests,
 )
-from srtool.train.qat import set_observing
 from srtool.train.weights import ema_update
 
 __all__ = [
@@ -254,9 +254,7 @@ class Trainer:
 
         net = self.nets.ema if self.nets.ema is not None else self.nets.g
         return {
-            "quantization": quantization_meta(
-                net, percentile=q.percentile, keep_float=q.keep_float
-            )
+            "quantization": quantization_meta(net, percentile=q.percentile, keep_float=q.keep_float)
         }
 
     def save(self, step: int) -> Path:

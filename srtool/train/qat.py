@@ -248,4 +248,3 @@ def quantization_meta(
         "keep_float": list(keep_float),
         "ranges": quant_ranges(model),
     }
-
