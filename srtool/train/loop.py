@@ -371,6 +371,8 @@ def _setup(
     if not resume:  # checked on every rank, so all of them stop
         run.check_new()
     saved = run.load_state() if resume else None
+    if recipe.quant.qat and init_from is None and not resume:
+        log.warning("quant.qat without --init-from: fake-int8 training from random weights")
     if dist_info.is_main:
         run.write_recipe(recipe)
     torch.manual_seed(recipe.train.seed)

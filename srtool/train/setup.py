@@ -325,10 +325,8 @@ def _deployed_for_qat(g: nn.Module, init_from: str | Path | None, recipe: Recipe
     from srtool.models.reparam import deploy
     from srtool.train.qat import prepare_qat
 
-    if init_from is None:
-        log.warning("quant.qat without --init-from: fake-int8 training from random weights")
-        init_meta: dict[str, Any] = {}
-    else:
+    init_meta: dict[str, Any] = {}
+    if init_from is not None:
         if is_checkpoint(init_from) and load_checkpoint_meta(init_from)["hparams"].get("deploy"):
             deploy(g)
         init_meta = load_init(g, init_from, recipe)
