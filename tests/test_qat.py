@@ -224,3 +224,31 @@ def test_int8_export_uses_the_qat_ranges_and_matches_the_fake_int8_net(
         int8_recalibrate=True,
     )
     assert "quantisation-aware" not in again.variants[0].note
+
+
+def test_int8_from_quantises_the_qat_checkpoint_against_the_psnr_fp32(
+    qat_run: Path, psnr_checkpoint: Path, t91: Path, tmp_path: Path
+) -> None:
+    from srtool.export import export_onnx
+
+    qat = qat_run / "checkpoints" / "step_0000004.safetensors"
+    report = export_onnx(
+        psnr_checkpoint,
+        tmp_path / "model.onnx",
+        int8_calib_dir=t91,
+        int8_max_loss_db=100.0,
+        int8_source=qat,
+        check_parity=False,
+        write_card=False,
+    )
+    (variant,) = report.variants
+    assert variant.accepted and f"quantised from {qat}" in variant.note
+    assert "quantisation-aware ranges" in variant.note
+    assert report.metadata["srtool.precision"] == "fp32"
+    other = tmp_path / "other.safetensors"
+    build_other = build("span", scale=4, features=4, blocks=1, convs=2)
+    from srtool.models.checkpoint import save_checkpoint
+
+    save_checkpoint(other, build_other)
+    with pytest.raises(UsageError, match="is not the network of"):
+        export_onnx(psnr_checkpoint, tmp_path / "x.onnx", int8_calib_dir=t91, int8_source=other)
