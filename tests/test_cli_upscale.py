@@ -542,3 +542,28 @@ def test_disk_full_reports_every_file_and_never_hangs(
         with Image.open(out / name) as im:
             im.load()
             assert im.size == (192, 144)
+
+
+def test_int8_runs_the_int8_sibling_on_cpu(photo_dir: Path, tmp_path: Path) -> None:
+    """--int8 runs PATH.int8.onnx beside --model PATH.onnx (the same output as naming it), and
+    says so once when there is none."""
+    fp32 = build_sr_model(tmp_path / "m" / "model.onnx", scale=2, seed=1)
+    int8 = build_sr_model(tmp_path / "m" / "model.int8.onnx", scale=2, seed=3)
+    src = str(photo_dir / "baby.png")
+    outs = {}
+    for name, args in {
+        "fp32": ["--model", str(fp32)],
+        "int8": ["--model", str(fp32), "--int8"],
+        "named": ["--model", str(int8)],
+    }.items():
+        result = run(src, str(tmp_path / name), *args, "--device", "cpu")
+        assert result.exit_code == 0, result.output
+        assert "variant" not in result.output and "runs on CPU" not in result.output
+        outs[name] = np.asarray(Image.open(tmp_path / name / "baby.png"))
+    assert np.array_equal(outs["int8"], outs["named"])
+    assert not np.array_equal(outs["int8"], outs["fp32"])
+    solo = build_sr_model(tmp_path / "solo.onnx", scale=2)
+    result = run(src, str(tmp_path / "solo"), "--model", str(solo), "--int8", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert text.count("solo has no int8 variant (solo.int8.onnx): running it in fp32") == 1

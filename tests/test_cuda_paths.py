@@ -329,6 +329,73 @@ def test_fp16_on_cuda_runs_the_fp16_sibling(
     assert plan.upscaler.model.path == fp16 and plan.notices == ()
 
 
+# -- --int8: the CPU's variant, picked by the same rule as --fp16 ------------------------------
+
+
+@pytest.fixture()
+def model_trio(tmp_path: Path) -> tuple[Path, Path, Path]:
+    fp32 = build_sr_model(tmp_path / "mine" / "model.onnx", scale=2, seed=1)
+    fp16 = build_sr_model(tmp_path / "mine" / "model.fp16.onnx", scale=2, seed=2)
+    int8 = build_sr_model(tmp_path / "mine" / "model.int8.onnx", scale=2, seed=3)
+    return fp32, fp16, int8
+
+
+def test_int8_with_a_model_path_uses_the_int8_sibling(model_trio: tuple[Path, Path, Path]) -> None:
+    fp32, fp16, int8 = model_trio
+    ref = resolve_model(str(fp32), None, int8=True)
+    assert (ref.path, ref.fp32_path, ref.variant, ref.notice) == (int8, fp32, "int8", None)
+    assert ref.name == "model-int8" and ref.gpu_path == fp32
+    assert resolve_model(str(int8), None, int8=True).path == int8  # already the int8 file
+    both = resolve_model(str(fp32), None, int8=True, fp16=True)
+    assert (both.path, both.gpu_path) == (int8, fp16)
+
+
+def test_int8_without_a_sibling_says_it_runs_fp32(tmp_path: Path) -> None:
+    path = build_sr_model(tmp_path / "solo.onnx", scale=2)
+    ref = resolve_model(str(path), None, int8=True)
+    assert ref.path == path and ref.variant is None
+    assert ref.notice == "solo has no int8 variant (solo.int8.onnx): running it in fp32"
+
+
+def test_int8_without_a_sibling_falls_back_to_fp16_when_asked(tmp_path: Path) -> None:
+    fp32 = build_sr_model(tmp_path / "model.onnx", scale=2, seed=1)
+    fp16 = build_sr_model(tmp_path / "model.fp16.onnx", scale=2, seed=2)
+    ref = resolve_model(str(fp32), None, int8=True, fp16=True)
+    assert ref.path == fp16 and ref.variant == "fp16"
+    assert ref.notice == "model has no int8 variant (model.int8.onnx)"
+
+
+def test_int8_of_a_shipped_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "models" / "mine-x2"
+    fp32 = build_sr_model(folder / "model.onnx", scale=2, seed=1)
+    int8 = build_sr_model(folder / "model.int8.onnx", scale=2, seed=3)
+    monkeypatch.setenv("SRTOOL_MODELS", str(tmp_path / "models"))
+    ref = resolve_model("mine-x2", None, int8=True)
+    assert (ref.path, ref.fp32_path, ref.shipped, ref.name) == (int8, fp32, True, "mine-x2-int8")
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_int8_on_cpu_runs_the_int8_sibling(
+    model_trio: tuple[Path, Path, Path], device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(onnx_session, "cuda_device_count", lambda: 0)
+    fp32, _, int8 = model_trio
+    plan = plan_upscale(str(fp32), device=device, int8=True)
+    assert plan.upscaler.model.path == int8 and plan.upscaler.model.device == "cpu"
+    assert not [n for n in plan.notices if "int8" in n or "fp16" in n]
+    assert load_upscaler(str(fp32), device=device, int8=True).model.path == int8
+
+
+@pytest.mark.parametrize(("fp16", "expected"), [(False, 0), (True, 1)])
+def test_int8_on_cuda_runs_fp32_or_fp16_with_one_notice(
+    model_trio: tuple[Path, Path, Path], pretend_cuda: list[_PretendCuda], fp16: bool, expected: int
+) -> None:
+    plan = plan_upscale(str(model_trio[0]), device="cuda", int8=True, fp16=fp16)
+    assert plan.upscaler.model.path == model_trio[expected]
+    precision = "fp16 variant" if fp16 else "fp32 model"
+    assert plan.notices == (f"int8 runs on CPU only: running the {precision} on cuda",)
+
+
 # -- S2: fp16 parity says what it checked --------------------------------------------------------
 
 

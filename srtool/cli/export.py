@@ -137,6 +137,25 @@ def export(
             rich_help_panel="Quantisation (int8)",
         ),
     ] = 0.05,
+    int8_recalibrate: Annotated[
+        bool,
+        typer.Option(
+            "--int8-recalibrate",
+            help="Calibrate every range on CALIB_DIR even when the checkpoint carries the "
+            "ranges of quantisation-aware training.",
+            rich_help_panel="Quantisation (int8)",
+        ),
+    ] = False,
+    int8_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--int8-from",
+            metavar="CKPT",
+            help="Quantise this checkpoint of the same network (e.g. its quantisation-aware "
+            "fine-tune) for OUT.int8.onnx; fp32 stays SOURCE's and is the reference.",
+            rich_help_panel="Quantisation (int8)",
+        ),
+    ] = None,
     opset: Annotated[
         int, typer.Option("--opset", min=17, help="ONNX opset version.", rich_help_panel="Output")
     ] = 17,
@@ -198,6 +217,10 @@ def export(
             raise UsageError(f"--exporter {exporter}: use dynamo or torchscript")
         if int8_eval is not None and int8 is None:
             raise UsageError("--int8-eval needs --int8 CALIB_DIR")
+        if int8_recalibrate and int8 is None:
+            raise UsageError("--int8-recalibrate needs --int8 CALIB_DIR")
+        if int8_from is not None and int8 is None:
+            raise UsageError("--int8-from needs --int8 CALIB_DIR")
         status = console.status("exporting…") if not quiet else contextlib.nullcontext()
         with status:
             report = export_onnx(
@@ -208,6 +231,8 @@ def export(
                 int8_calib_dir=int8,
                 int8_eval_dir=int8_eval,
                 int8_max_loss_db=int8_max_loss,
+                int8_recalibrate=int8_recalibrate,
+                int8_source=int8_from,
                 check_parity=parity,
                 exporter=exporter,  # type: ignore[arg-type]
                 write_card=card,

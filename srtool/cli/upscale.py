@@ -138,6 +138,14 @@ def upscale(
             rich_help_panel="Tiling and performance",
         ),
     ] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Run the model's int8 variant (for CPUs; a GPU runs fp32, or fp16 with --fp16).",
+            rich_help_panel="Tiling and performance",
+        ),
+    ] = False,
     recursive: Annotated[
         bool,
         typer.Option(
@@ -321,6 +329,7 @@ def upscale(
                 batch=batch,
                 fp16=fp16,
                 threads=threads,
+                int8=int8,
             )
 
         # --name may name the model and its scale: then the model loads before the files are

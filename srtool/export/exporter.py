@@ -73,6 +73,8 @@ def export_onnx(
     int8_max_loss_db: float = 0.05,
     int8_crops: int = 32,
     int8_crop_size: int = 64,
+    int8_recalibrate: bool = False,
+    int8_source: Any = None,
     check_parity: bool = True,
     parity_atol: float = 1e-3,
     parity_sizes: tuple[tuple[int, int, int], ...] = DEFAULT_PARITY_SIZES,
@@ -97,6 +99,12 @@ def export_onnx(
         int8_eval_dir: HR images on which the int8 PSNR cost and speed-up are measured (Set5 is
             the usual choice); defaults to the calibration folder. The int8 model is kept only
             when it loses at most ``int8_max_loss_db`` dB PSNR-Y against fp32.
+        int8_recalibrate: calibrate every activation range on the photos even when the
+            checkpoint carries the ranges of quantisation-aware training (which are used by
+            default, with the convolutions that run kept in float).
+        int8_source: quantise this checkpoint (typically the quantisation-aware fine-tune of
+            ``source``: same architecture and scale) instead of ``source``; the int8 model is
+            still measured against ``source``'s fp32 model, which is what ships beside it.
         check_parity: run PyTorch and onnxruntime on ``parity_sizes`` inputs and fail when any
             output differs by more than ``parity_atol`` (fp32).
         exporter: "dynamo" (default, torch.export based) or "torchscript" (legacy tracer).
@@ -121,6 +129,18 @@ def export_onnx(
         raise UsageError(f"int8 evaluation folder not found: {eval_dir}")
 
     src = resolve_source(source)
+    src8 = None
+    if int8_source is not None:
+        if calib_dir is None:
+            raise UsageError("--int8-from needs --int8 CALIB_DIR")
+        src8 = resolve_source(int8_source)
+        mine = (src.arch, src.scale, src.in_channels, src.hparams)
+        theirs = (src8.arch, src8.scale, src8.in_channels, src8.hparams)
+        if mine != theirs:
+            raise UsageError(
+                f"--int8-from {src8.label}: {src8.arch} x{src8.scale} {src8.hparams} is not the "
+                f"network of {src.label} ({src.arch} x{src.scale} {src.hparams})"
+            )
     if src.in_channels not in (1, 3) or src.out_channels != src.in_channels:
         raise ModelError(
             f"{src.arch}: {src.in_channels} -> {src.out_channels} channels; srtool's ONNX "
@@ -182,6 +202,10 @@ def export_onnx(
                 int8_max_loss_db=int8_max_loss_db,
                 crops=int8_crops,
                 crop_size=int8_crop_size,
+                recalibrate=int8_recalibrate,
+                int8_src=src8,
+                opset=opset,
+                exporter=exporter,
             )
         )
 
@@ -264,6 +288,10 @@ def _int8_variant(
     int8_max_loss_db: float,
     crops: int,
     crop_size: int,
+    recalibrate: bool = False,
+    int8_src: ResolvedSource | None = None,
+    opset: int = 17,
+    exporter: str = "dynamo",
 ) -> VariantReport:
     import onnx
 
@@ -277,9 +305,33 @@ def _int8_variant(
         multiple_of=max(src.multiple_of, 1),
     )
     path = variant_path(out_path, "int8")
+    fp32_of_src = src
     with tempfile.TemporaryDirectory(prefix="srtool-int8-", dir=out_path.parent) as tmp:
         tmp_out = Path(tmp) / "int8.onnx"
-        to_int8(out_path, tmp_out, calib)
+        fp32_in = out_path
+        if int8_src is not None:  # another checkpoint of the same network is quantised
+            src, fp32_in = int8_src, Path(tmp) / "source.onnx"
+            proto = torch_to_onnx(src.model, src, opset=opset, exporter=exporter)
+            finalise_graph(proto, src)
+            atomic_write_bytes(fp32_in, serialise_checked(proto))
+        qat = src.quantization if not recalibrate else None
+        if qat:
+            log.info(
+                "int8: activation ranges of quantisation-aware training%s",
+                f", {', '.join(qat.get('keep_float') or [])} in float"
+                if qat.get("keep_float")
+                else "",
+            )
+            to_int8(
+                fp32_in,
+                tmp_out,
+                calib,
+                percentile=float(qat.get("percentile", 99.99)),
+                ranges=qat.get("ranges") or {},
+                keep_float=list(qat.get("keep_float") or []),
+            )
+        else:
+            to_int8(fp32_in, tmp_out, calib)
         quant = onnx.load(str(tmp_out))
     set_metadata(quant, model_metadata(src, precision="int8", **base_meta))
     data = serialise_checked(quant)
@@ -294,15 +346,19 @@ def _int8_variant(
         runner(fp32_session),
         runner(int8_session),
         eval_dir,
-        scale=src.scale,
-        channels=src.in_channels,
-        multiple_of=max(src.multiple_of, 1),
+        scale=fp32_of_src.scale,
+        channels=fp32_of_src.in_channels,
+        multiple_of=max(fp32_of_src.multiple_of, 1),
     )
     loss = -measured.psnr_delta
     accepted = loss <= int8_max_loss_db
     if accepted:
         atomic_write_bytes(path, data)
         note = f"PSNR cost {loss:.3f} dB <= {int8_max_loss_db:g} dB"
+        if qat:
+            note += "; quantisation-aware ranges"
+        if int8_src is not None:
+            note += f"; quantised from {int8_src.label}"
     else:
         path.unlink(missing_ok=True)
         note = f"rejected: loses {loss:.3f} dB PSNR-Y (> {int8_max_loss_db:g} dB allowed)"

@@ -21,7 +21,7 @@ import io
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,9 @@ from srtool.resize import imresize
 __all__ = [
     "Int8Measurement",
     "calibration_crops",
+    "conv_tensors",
     "measure_int8",
+    "qat_overrides",
     "to_fp16",
     "to_int8",
     "toposort",
@@ -144,9 +146,16 @@ def to_int8(
     *,
     input_name: str = "lr",
     percentile: float = 99.99,
+    ranges: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+    keep_float: Sequence[str] = (),
 ) -> None:
     """Static QDQ int8 quantisation of the convolutions, per-channel weights, calibrated on
-    ``crops``. Writes ``out_path`` (callers write to a temporary path and move it)."""
+    ``crops``. Writes ``out_path`` (callers write to a temporary path and move it).
+
+    ``ranges`` (``{conv module name: {"input": [lo, hi], "output": [lo, hi]}}``, what
+    quantisation-aware training recorded, see :mod:`srtool.train.qat`) replace the calibrated
+    ranges of those tensors; ``keep_float`` names convolutions left in float. Convolutions are
+    found by their weight's name (``<module>.weight``, as the exporter names initialisers)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -170,6 +179,12 @@ def to_int8(
         chatter = io.StringIO()  # onnxruntime.quantization prints its progress
         with contextlib.redirect_stdout(chatter):
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        extra: dict[str, Any] = {"CalibPercentile": percentile}
+        exclude: list[str] = []
+        if ranges or keep_float:
+            overrides, exclude = qat_overrides(prepared, ranges or {}, keep_float)
+            extra["TensorQuantOverrides"] = overrides
+        with contextlib.redirect_stdout(chatter):
             quantize_static(
                 str(prepared),
                 str(out_path),
@@ -179,15 +194,58 @@ def to_int8(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 op_types_to_quantize=["Conv"],
+                nodes_to_exclude=exclude,
                 calibrate_method=CalibrationMethod.Percentile,
-                extra_options={"CalibPercentile": percentile},
+                extra_options=extra,
             )
         for line in chatter.getvalue().splitlines():
             log.debug("quantisation: %s", line)
+    except ModelError:
+        raise
     except Exception as exc:  # onnxruntime.quantization raises assorted types
         raise ModelError(f"int8 quantisation failed: {type(exc).__name__}: {exc}") from exc
     finally:
         prepared.unlink(missing_ok=True)
+
+
+def conv_tensors(model_path: Path) -> dict[str, tuple[str, str, str]]:
+    """``{module name: (node name, input tensor, output tensor)}`` of an ONNX graph's Conv
+    nodes, the module named after the weight initialiser (``blocks.0.convs.1.weight``)."""
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    found = {}
+    for node in graph.node:
+        weight = node.input[1] if node.op_type == "Conv" and len(node.input) > 1 else ""
+        if weight.endswith(".weight"):
+            found[weight.removesuffix(".weight")] = (node.name, node.input[0], node.output[0])
+    return found
+
+
+def qat_overrides(
+    model_path: Path,
+    ranges: Mapping[str, Mapping[str, Sequence[float]]],
+    keep_float: Sequence[str],
+) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """onnxruntime ``TensorQuantOverrides`` (``rmin``/``rmax`` per activation tensor) and the
+    Conv nodes to leave in float, for the ranges a quantisation-aware run recorded."""
+    convs = conv_tensors(model_path)
+    missing = sorted(set(ranges) - set(convs)) + sorted(set(keep_float) - set(convs))
+    if missing:
+        raise ModelError(
+            f"int8: the checkpoint's quantisation ranges name convolutions the ONNX graph lacks "
+            f"({', '.join(missing[:4])}); export without them (--int8-recalibrate)"
+        )
+    overrides: dict[str, list[dict[str, Any]]] = {}
+    for module, entry in ranges.items():
+        _, tensor_in, tensor_out = convs[module]
+        for tensor, key in ((tensor_out, "output"), (tensor_in, "input")):
+            if key in entry and tensor not in overrides:
+                lo, hi = (float(v) for v in entry[key])
+                overrides[tensor] = [
+                    {"rmin": np.array(lo, dtype=np.float32), "rmax": np.array(hi, dtype=np.float32)}
+                ]
+    return overrides, [convs[m][0] for m in keep_float]
 
 
 @dataclass(frozen=True)

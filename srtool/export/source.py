@@ -39,6 +39,8 @@ class ResolvedSource:
     out_channels: int
     multiple_of: int
     training: dict[str, Any] | None
+    #: what a quantisation-aware run recorded for the int8 export (srtool.train.qat)
+    quantization: dict[str, Any] | None = None
 
 
 def training_summary(meta: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +135,9 @@ def resolve_source(source: Any) -> ResolvedSource:
             out_channels=int(meta["hparams"].get("out_channels", 3)),
             multiple_of=int(model.multiple_of),
             training=training_summary(meta),
+            quantization=meta.get("quantization")
+            if isinstance(meta.get("quantization"), dict)
+            else None,
         )
 
     from srtool.models.community import load_community

@@ -13,6 +13,8 @@ from srtool.infer.catalog import ModelRef, resolve_model
 from srtool.infer.tiling import DEFAULT_OVERLAP
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from srtool.infer.onnx_session import OnnxModel
     from srtool.infer.upscaler import Upscaler
 
@@ -70,6 +72,7 @@ def plan_upscale(
     batch: int | None = None,
     fp16: bool = False,
     threads: int | None = None,
+    int8: bool = False,
 ) -> UpscalePlan:
     """The model and the final size for a shipped model name, an ONNX path, or the shipped default
     for ``scale`` (4 when unset).
@@ -83,7 +86,7 @@ def plan_upscale(
     from srtool.infer.onnx_session import expand_devices
 
     devices = expand_devices(device)  # a bad list fails before the model is looked up
-    ref = resolve_model(model, scale, fp16=fp16, allow_other_scale=outscale is None)
+    ref = resolve_model(model, scale, fp16=fp16, int8=int8, allow_other_scale=outscale is None)
     upscalers = tuple(
         _open(ref, model, scale, one, tile, overlap, batch, threads) for one in devices
     )
@@ -103,10 +106,11 @@ def load_upscaler(
     batch: int | None = None,
     fp16: bool = False,
     threads: int | None = None,
+    int8: bool = False,
 ) -> Upscaler:
     """Just the ``Upscaler``, for exactly the model asked for (no stand-in), as in
     :func:`plan_upscale`; for scripts and tests, where nobody reads the notices."""
-    ref = resolve_model(model, scale, fp16=fp16)
+    ref = resolve_model(model, scale, fp16=fp16, int8=int8)
     return _open(ref, model, scale, device, tile, overlap, batch, threads)
 
 
@@ -121,24 +125,65 @@ def _open(
     threads: int | None,
 ) -> Upscaler:
     from srtool.errors import UsageError
-    from srtool.infer.onnx_session import OnnxModel, parse_device
+    from srtool.infer.onnx_session import parse_device
     from srtool.infer.upscaler import Upscaler
 
-    cpu_note = "fp16 runs slower than fp32 on CPU: running the fp32 model"
-    fp32, fp32_name = ref.fp32_path, ref.name.removesuffix("-fp16")
-    if fp32 is not None and parse_device(device)[0] == "cpu":
-        onnx_model = OnnxModel(fp32, device=device, name=fp32_name, threads=threads)
-        onnx_model.notices.insert(0, cpu_note)
+    kind = parse_device(device)[0]
+    if ref.variant == "int8":
+        onnx_model = _open_int8(ref, device, kind, threads)
     else:
-        onnx_model = OnnxModel(ref.path, device=device, name=ref.name, threads=threads)
-        if fp32 is not None and onnx_model.device == "cpu":
-            # auto found no usable GPU: the CPU provider would upcast the fp16 graph, slower
-            notices = onnx_model.notices
-            onnx_model = OnnxModel(fp32, device="cpu", name=fp32_name, threads=threads)
-            onnx_model.notices[:0] = [*notices, cpu_note]
+        onnx_model = _open_fp16_or_fp32(ref, device, kind, threads)
     if model is not None and scale is not None and onnx_model.info.scale != scale:
         raise UsageError(
             f"{ref.name} is a x{onnx_model.info.scale} model but --scale {scale} was given; "
             "use --outscale for a different final size"
         )
     return Upscaler(onnx_model, tile=tile, overlap=overlap, batch=batch)
+
+
+def _base_name(ref: ModelRef, path: Path) -> str:
+    """The model's name for the file that actually runs (``compact-x4-fp16`` -> ``compact-x4``
+    when the fp32 model runs instead)."""
+    base = ref.name.removesuffix(f"-{ref.variant}") if ref.variant else ref.name
+    suffix = next((f"-{v}" for v in ("fp16", "int8") if path.name.endswith(f".{v}.onnx")), "")
+    return base + suffix
+
+
+def _open_fp16_or_fp32(ref: ModelRef, device: str, kind: str, threads: int | None) -> OnnxModel:
+    """fp16 runs on GPUs only: on a CPU (asked for, or all ``auto`` found) the fp32 model."""
+    from srtool.infer.onnx_session import OnnxModel
+
+    cpu_note = "fp16 runs slower than fp32 on CPU: running the fp32 model"
+    fp32 = ref.fp32_path
+    if fp32 is not None and kind == "cpu":
+        onnx_model = OnnxModel(fp32, device=device, name=_base_name(ref, fp32), threads=threads)
+        onnx_model.notices.insert(0, cpu_note)
+        return onnx_model
+    onnx_model = OnnxModel(ref.path, device=device, name=ref.name, threads=threads)
+    if fp32 is not None and onnx_model.device == "cpu":
+        # auto found no usable GPU: the CPU provider would upcast the fp16 graph, slower
+        notices = onnx_model.notices
+        onnx_model = OnnxModel(fp32, device="cpu", name=_base_name(ref, fp32), threads=threads)
+        onnx_model.notices[:0] = [*notices, cpu_note]
+    return onnx_model
+
+
+def _open_int8(ref: ModelRef, device: str, kind: str, threads: int | None) -> OnnxModel:
+    """int8 runs on CPUs only: on a GPU (asked for, or found by ``auto``) the fp32 model, or
+    the fp16 variant when ``--fp16`` was asked for too."""
+    from srtool.infer.onnx_session import OnnxModel
+
+    if kind == "cpu":
+        return OnnxModel(ref.path, device=device, name=ref.name, threads=threads)
+    gpu = ref.gpu_path or ref.fp32_path
+    onnx_model = OnnxModel(gpu, device=device, name=_base_name(ref, gpu), threads=threads)
+    if onnx_model.device == "cpu":  # auto found no usable GPU: int8 is the CPU's model
+        notices = onnx_model.notices
+        onnx_model = OnnxModel(ref.path, device="cpu", name=ref.name, threads=threads)
+        onnx_model.notices[:0] = notices
+        return onnx_model
+    precision = "fp16 variant" if gpu != ref.fp32_path else "fp32 model"
+    onnx_model.notices.insert(
+        0, f"int8 runs on CPU only: running the {precision} on {onnx_model.device}"
+    )
+    return onnx_model

@@ -34,6 +34,7 @@ __all__ = [
     "LossConfig",
     "OptimConfig",
     "TrainConfig",
+    "QuantConfig",
     "Recipe",
     "load_recipe",
     "parse_recipe",
@@ -186,6 +187,24 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class QuantConfig:
+    """Quantisation-aware fine-tuning (``qat = true``): the deployed network is trained through
+    the fake-int8 arithmetic of ``srtool export --int8`` (see :mod:`srtool.train.qat`).
+
+    ``percentile`` is the activation-range rule (onnxruntime's percentile calibration),
+    ``momentum`` the weight of each batch's ranges in their running average, ``freeze_after``
+    the step from which the ranges stop moving (0: never), ``keep_float`` deployed convolution
+    names left in float (weights and input), which the int8 export then leaves out too.
+    """
+
+    qat: bool = False
+    percentile: float = 99.999
+    momentum: float = 0.01
+    freeze_after: int = 0
+    keep_float: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A whole training recipe; ``name`` and ``description`` are free text for the run summary."""
 
@@ -198,6 +217,7 @@ class Recipe:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
 
     def check(self) -> Recipe:
         """Cross-field rules a type alone cannot express; returns self so calls can chain."""
@@ -248,6 +268,15 @@ class Recipe:
             raise UsageError("train.best_metric = 'lpips' needs train.val_lpips 'on' or 'auto'")
         if self.optim.schedule == "step" and not self.optim.milestones:
             raise UsageError("optim.schedule = 'step' needs optim.milestones")
+        q = self.quant
+        if not 50.0 < q.percentile <= 100.0:
+            raise UsageError(f"quant.percentile must be in (50, 100], got {q.percentile}")
+        if not 0.0 < q.momentum <= 1.0:
+            raise UsageError(f"quant.momentum must be in (0, 1], got {q.momentum}")
+        if q.freeze_after < 0:
+            raise UsageError(f"quant.freeze_after must be >= 0, got {q.freeze_after}")
+        if q.qat and self.is_gan:
+            raise UsageError("quant.qat fine-tunes with pixel and perceptual losses only, not GANs")
         return self
 
     @property

@@ -31,6 +31,7 @@ from srtool.train import distributed as sr_dist
 from srtool.train import losses, patches
 from srtool.train.config import Recipe, recipe_to_dict
 from srtool.train.curves import MetricsLog, plot_curves
+from srtool.train.qat import set_observing
 from srtool.train.run import RunDir
 from srtool.train.setup import (
     Networks,
@@ -237,12 +238,20 @@ class Trainer:
         torch.set_rng_state(st["rng"]["torch"])
         if self.num.device.type == "cuda" and "cuda" in st["rng"]:
             torch.cuda.set_rng_state(st["rng"]["cuda"], self.num.device)
+        if st.get("qat"):
+            from srtool.train.qat import load_quant_ranges
+
+            load_quant_ranges(n.g, st["qat"])
+            if n.ema is not None:
+                load_quant_ranges(n.ema, st["qat"])
         self.start_step, self.bad_steps = st["step"], st["bad_steps"]
         self.best, self.rows = st["best"], st["rows"]
         self.t_start -= st.get("time_s", 0.0)  # time_s in the log counts the whole run
         if st.get("data") != self.data.fingerprint:
             log.warning("resuming with different training images: data order will differ")
-        old = {k: v for k, v in st["recipe"].items() if k != "train"}
+        # sections a state saved before they existed lacks are compared as their defaults
+        default = recipe_to_dict(Recipe())
+        old = {k: st["recipe"].get(k, default[k]) for k in default if k != "train"}
         if old != {k: v for k, v in recipe_to_dict(self.recipe).items() if k != "train"}:
             log.warning("resuming with a recipe that differs from the saved one")
 
@@ -266,7 +275,21 @@ class Trainer:
                 "best_val": self.best,
                 "world_size": self.dist.world_size,
             },
+            **self.quant_meta(),
             **(extra or {}),
+        }
+
+    def quant_meta(self) -> dict[str, Any]:
+        """``{"quantization": ...}`` for a quantisation-aware run (the ranges of the weights a
+        checkpoint holds: the EMA copy's when kept), else nothing."""
+        q = self.recipe.quant
+        if not q.qat:
+            return {}
+        from srtool.train.qat import quantization_meta
+
+        net = self.nets.ema if self.nets.ema is not None else self.nets.g
+        return {
+            "quantization": quantization_meta(net, percentile=q.percentile, keep_float=q.keep_float)
         }
 
     def save(self, step: int) -> Path:
@@ -293,6 +316,7 @@ class Trainer:
                 "recipe": recipe_to_dict(self.recipe),
                 "data": self.data.fingerprint,
                 "time_s": time.perf_counter() - self.t_start,
+                "qat": self.quant_meta().get("quantization", {}).get("ranges"),
             }
         )
         self.run.prune(self.recipe.train.keep_last)
@@ -410,6 +434,8 @@ def _setup(
     if not resume:  # checked on every rank, so all of them stop
         run.check_new()
     saved = run.load_state() if resume else None
+    if recipe.quant.qat and init_from is None and not resume:
+        log.warning("quant.qat without --init-from: fake-int8 training from random weights")
     if dist_info.is_main:
         run.write_recipe(recipe)
     torch.manual_seed(recipe.train.seed)
@@ -673,6 +699,8 @@ def _loop(
     patches_per_s = 0.0
     for step in range(t.start_step, r.train.steps):
         factor = lr_factor(step, r)
+        if r.quant.qat:
+            set_observing(n.g, not (r.quant.freeze_after and step >= r.quant.freeze_after))
         for group in n.opt_g.param_groups:
             group["lr"] = r.optim.lr * factor
         if n.opt_d is not None:

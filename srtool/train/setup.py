@@ -322,6 +322,25 @@ def adam(params: list[nn.Parameter], **options: Any) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, **options)
 
 
+def _deployed_for_qat(g: nn.Module, init_from: str | Path | None, recipe: Recipe) -> dict[str, Any]:
+    """Quantisation-aware fine-tuning trains the deployed network: load ``--init-from`` (a
+    training-time checkpoint, collapsed after loading, or an already deployed one), collapse
+    the re-parameterisable blocks, and swap the convolutions for fake-int8 ones."""
+    from srtool.models.checkpoint import is_checkpoint, load_checkpoint_meta
+    from srtool.models.reparam import deploy
+    from srtool.train.qat import prepare_qat
+
+    init_meta: dict[str, Any] = {}
+    if init_from is not None:
+        if is_checkpoint(init_from) and load_checkpoint_meta(init_from)["hparams"].get("deploy"):
+            deploy(g)
+        init_meta = load_init(g, init_from, recipe)
+    deploy(g)
+    q = recipe.quant
+    prepare_qat(g, percentile=q.percentile, momentum=q.momentum, keep_float=q.keep_float)
+    return init_meta
+
+
 def build_networks(
     recipe: Recipe,
     num: Numerics,
@@ -335,7 +354,10 @@ def build_networks(
 
     r, dev, fmt = recipe, num.device, num.memory_format
     g = build(r.model.arch, scale=r.model.scale, **r.model.hparams)
-    init_meta = load_init(g, init_from, r) if init_from is not None else {}
+    if r.quant.qat:
+        init_meta = _deployed_for_qat(g, init_from, r)
+    else:
+        init_meta = load_init(g, init_from, r) if init_from is not None else {}
     frozen = apply_freeze(g, freeze)
     g = g.to(dev, memory_format=fmt)
     ema = copy.deepcopy(g).requires_grad_(False).eval() if r.train.ema_decay > 0 else None
