@@ -298,6 +298,15 @@ def markdown(entries: Sequence[Entry], bench: str, title: str, notes: Sequence[s
     return "\n".join(out) + "\n"
 
 
+def _shown(path: str | None) -> str | None:
+    """A model path as the tables record it: relative to the repository when inside it, else
+    the file name (no paths of the measuring machine in committed results)."""
+    if path is None:
+        return None
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else resolved.name
+
+
 def plot(entries: Sequence[Entry], path: Path, title: str, bench: str) -> None:
     import matplotlib
 
@@ -379,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "benchmark": bench,
         "benchmark_facts": facts,
-        "rows": [asdict(e) for e in entries],
+        "rows": [{**asdict(e), "path": _shown(e.path)} for e in entries],
         "notes": notes,
         "speed": {
             "lr_size": [w, h],
