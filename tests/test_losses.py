@@ -186,3 +186,24 @@ def test_gradient_penalty_is_float32_under_autocast() -> None:
         mixed = losses.gradient_penalty(critic, real, fake)
     assert mixed.dtype == torch.float32
     assert float(mixed.detach()) == pytest.approx(float(exact.detach()), rel=1e-6)
+
+
+def test_vgg_average_pooling_averages_what_max_pooling_picks(vgg_file: Path, pair) -> None:
+    """``pooling="avg"``: the same convolutions, the pools averaged; features before the first
+    pool are unchanged, those after it are the average-pooled activations."""
+    sr, _ = pair
+    layers = ("relu1_2", "conv2_1")
+    plain = losses.load_vgg19_features(layers, vgg_file)
+    averaged = losses.load_vgg19_features(layers, vgg_file, pooling="avg")
+    assert any(isinstance(m, torch.nn.AvgPool2d) for m in averaged.features)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in averaged.features)
+    a, b = plain(sr), averaged(sr)
+    torch.testing.assert_close(a["relu1_2"], b["relu1_2"])
+    conv2_1 = averaged.features[VGG_CONV2_1]
+    torch.testing.assert_close(b["conv2_1"], conv2_1(F.avg_pool2d(b["relu1_2"], 2)))
+    assert not torch.allclose(a["conv2_1"], b["conv2_1"])
+    with pytest.raises(UsageError, match="unknown VGG pooling"):
+        losses.load_vgg19_features(layers, vgg_file, pooling="median")
+
+
+VGG_CONV2_1 = losses.VGG19_LAYERS.index("conv2_1")

@@ -149,6 +149,11 @@ class VGGFeatures(nn.Module):
     ``input_mean``/``input_std`` describe the weights' input convention as affine maps of [0, 1]
     RGB: torchvision's weights want ``(x - imagenet_mean) / imagenet_std``; the original Oxford
     (Caffe/MatConvNet) weights want ``255 x - mean_0_255`` with no std.
+
+    ``pooling="avg"`` replaces VGG's max-pooling by average pooling (as Gatys et al. do for
+    style transfer): a max-pool passes its gradient to one pixel in four, a pattern at the
+    pooling strides that a pixel-shuffle generator can learn as a grid; an average pool spreads
+    it over all four. The features deeper than the first pool then differ from VGG's own.
     """
 
     def __init__(
@@ -157,8 +162,11 @@ class VGGFeatures(nn.Module):
         layers: tuple[str, ...],
         input_mean: tuple[float, float, float],
         input_std: tuple[float, float, float],
+        pooling: str = "max",
     ) -> None:
         super().__init__()
+        if pooling not in ("max", "avg"):
+            raise UsageError(f"unknown VGG pooling {pooling!r}; valid: max, avg")
         unknown = [n for n in layers if n not in VGG19_LAYERS]
         if unknown:
             raise UsageError(
@@ -178,7 +186,7 @@ class VGGFeatures(nn.Module):
             elif name.startswith("relu"):
                 modules.append(nn.ReLU(inplace=False))
             else:
-                modules.append(nn.MaxPool2d(2, 2))
+                modules.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
         self.features = nn.Sequential(*modules)
         self.register_buffer("mean", torch.tensor(input_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(input_std).view(1, 3, 1, 1), persistent=False)
@@ -221,7 +229,9 @@ def _read_state(path: Path) -> dict[str, Tensor]:
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
-def load_vgg19_features(layers: tuple[str, ...], weights: str | Path | None = None) -> VGGFeatures:
+def load_vgg19_features(
+    layers: tuple[str, ...], weights: str | Path | None = None, *, pooling: str = "max"
+) -> VGGFeatures:
     """VGG19 feature extractor for ``layers``, from ``weights`` (a safetensors or PyTorch state
     dict with torchvision's ``features.N`` keys) or, when ``None``, torchvision's ImageNet
     weights (from the torch cache, downloading them if needed).
@@ -247,7 +257,7 @@ def load_vgg19_features(layers: tuple[str, ...], weights: str | Path | None = No
         std = (1 / 255.0,) * 3
     else:
         mean, std = _IMAGENET_MEAN, _IMAGENET_STD
-    net = VGGFeatures(layers=layers, input_mean=mean, input_std=std)
+    net = VGGFeatures(layers=layers, input_mean=mean, input_std=std, pooling=pooling)
     wanted = {k for k in net.state_dict()}
     have = {k: v for k, v in state.items() if k in wanted}
     missing = sorted(wanted - set(have), key=lambda k: int(k.split(".")[1]))
@@ -273,13 +283,14 @@ class PerceptualLoss(nn.Module):
         layer_weights: Mapping[str, float],
         criterion: str = "l1",
         weights: str | Path | None = None,
+        pooling: str = "max",
     ) -> None:
         super().__init__()
         if criterion not in ("l1", "mse"):
             raise UsageError(f"unknown perceptual criterion {criterion!r}; valid: l1, mse")
         self.layer_weights = dict(layer_weights)
         self.criterion = F.l1_loss if criterion == "l1" else F.mse_loss
-        self.vgg = load_vgg19_features(tuple(self.layer_weights), weights)
+        self.vgg = load_vgg19_features(tuple(self.layer_weights), weights, pooling=pooling)
 
     def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
         f_sr = self.vgg(sr)

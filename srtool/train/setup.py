@@ -372,6 +372,7 @@ def build_networks(
             layer_weights=r.loss.perceptual_layers,
             criterion=r.loss.perceptual_criterion,
             weights=vgg_weights,
+            pooling=r.loss.perceptual_pooling,
         ).to(dev, memory_format=fmt)
     d = opt_d = None
     if r.is_gan:
