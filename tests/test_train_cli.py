@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from srtool.cli import app
 from srtool.train.patches import read_rgb8
+from srtool.train.run import RunDir
 
 TINY = [
     "--set",
@@ -73,7 +75,9 @@ def test_train_then_resume(t91: Path, tmp_path: Path) -> None:
     assert "srtool train: compact_x4" in res.output and "best val" in res.output
     assert "srtool export" in res.output
     assert (out / "checkpoints" / "step_0000002.safetensors").exists()
-    assert json.loads((out / "run.json").read_text())["data"] == [str(t91)]
+    saved = json.loads((out / "run.json").read_text())
+    assert saved["data"] == [os.path.relpath(t91, out)]  # relative to the run folder
+    assert RunDir(out).read_args().data == [str(t91)]
 
     res = runner.invoke(app, ["train", "--out", str(out), "--steps", "4"])
     assert res.exit_code == 2
@@ -165,8 +169,8 @@ def test_resume_from_another_folder_keeps_the_same_data(
     args = ["compact_x4", "--data", "t91", "--out", "run", "--device", "cpu", *TINY]
     res = runner.invoke(app, ["train", *args, "--steps", "2", "-q"])
     assert res.exit_code == 0, res.output
-    saved = json.loads((work / "run" / "run.json").read_text())
-    assert saved["data"] == [str(work / "t91")] and saved["data_root"] is None
+    saved = RunDir(work / "run").read_args()
+    assert saved.data == [str(work / "t91")] and saved.data_root is None
     monkeypatch.chdir(tmp_path)
     res = runner.invoke(app, ["train", "--resume", "--out", "work/run", "--steps", "4", "-q"])
     assert res.exit_code == 0, res.output
@@ -252,3 +256,43 @@ def test_progress_view_rate_limits_per_step_updates(monkeypatch: pytest.MonkeyPa
             view(TrainEvent("progress", step, 100, {"eta_s": (100 - step) * 0.01}))
         assert 10 <= view.updates <= 12
         assert view.progress.tasks[0].completed == 100
+
+
+def test_a_run_moved_with_its_data_resumes_from_anywhere(
+    t91: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run.json keeps folders relative to the run folder: a project moved (or cloned) with its
+    data beside it, as committed run folders are, resumes on the same images."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(t91, project / "data" / "t91")
+    runner = CliRunner()
+    monkeypatch.chdir(project)
+    args = ["compact_x4", "--data", "data/t91", "--out", "runs/a", "--device", "cpu", *TINY]
+    res = runner.invoke(app, ["train", *args, "--steps", "2", "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((project / "runs" / "a" / "run.json").read_text())["data"] == [
+        "../../data/t91"
+    ]
+    moved = tmp_path / "elsewhere" / "project"
+    moved.parent.mkdir()
+    shutil.move(str(project), moved)
+    monkeypatch.chdir(tmp_path)
+    out = moved / "runs" / "a"
+    res = runner.invoke(app, ["train", "--resume", "--out", str(out), "--steps", "4", "-q"])
+    assert res.exit_code == 0, res.output
+    from srtool.models.checkpoint import load_checkpoint_meta
+
+    meta = load_checkpoint_meta(out / "checkpoints" / "step_0000004.safetensors")
+    assert meta["training"]["data"] == [str(moved / "data" / "t91")]
+
+
+def test_run_json_with_absolute_folders_still_resumes(tmp_path: Path) -> None:
+    """Runs written before folders were kept relative hold absolute paths: read as they are."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text(
+        json.dumps({"data": ["/data/t91", "DIV2K"], "val": "/data/set5", "data_root": None})
+    )
+    args = RunDir(tmp_path / "run").read_args()
+    assert args.data == ["/data/t91", "DIV2K"] and args.val == "/data/set5"

@@ -4,7 +4,7 @@ Layout::
 
     recipe.toml                  the fully resolved recipe (defaults + file + --set)
     run.json                     --data / --val / --data-root of the run (what --resume reuses;
-                                 folders as absolute paths, dataset names as names)
+                                 folders relative to the run folder, dataset names as names)
     metrics.jsonl, metrics.csv   one row per log interval / validation
     curves.png                   losses and validation PSNR over steps
     tensorboard/                 event files, when tensorboard is installed
@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,9 @@ __all__ = ["RunArgs", "RunDir", "RunPlan", "plan_run"]
 log = logging.getLogger("srtool")
 
 _STEP_FILE = re.compile(r"step_(\d+)\.safetensors$")
+
+
+_RELATIVE = "relative to this run folder"
 
 
 @dataclass(frozen=True)
@@ -123,8 +126,31 @@ class RunDir:
         atomic_write_bytes(self.recipe_path, recipe_to_toml(recipe).encode("utf-8"))
 
     def write_args(self, args: RunArgs) -> None:
+        """``run.json``: folders relative to the run folder, so a run folder kept with the
+        project (and its data beside it, as they were) resumes from any working folder and
+        any checkout location."""
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.args_path, json.dumps(asdict(args), indent=1).encode("utf-8"))
+        raw = {
+            "data": [self._to_file(d) for d in args.data],
+            "val": self._to_file(args.val) if args.val is not None else None,
+            "data_root": self._to_file(args.data_root) if args.data_root else None,
+            "folders": _RELATIVE,
+        }
+        atomic_write_bytes(self.args_path, json.dumps(raw, indent=1).encode("utf-8"))
+
+    def _to_file(self, value: str) -> str:
+        if not Path(value).is_absolute():
+            return value  # a dataset name
+        try:
+            rel = os.path.relpath(value, self.path.absolute())
+        except ValueError:  # another drive (Windows): only an absolute path reaches it
+            return value
+        return rel if rel.startswith(("./", "../")) else f"./{rel}"
+
+    def _from_file(self, value: str, relative: bool) -> str:
+        if relative and value.startswith(("./", "../")):
+            return os.path.normpath(self.path.absolute() / value)
+        return value
 
     def read_args(self) -> RunArgs | None:
         """The saved ``run.json``, or None when the run has none (older runs, other tools)."""
@@ -132,10 +158,12 @@ class RunDir:
             return None
         try:
             raw = json.loads(self.args_path.read_text(encoding="utf-8"))
+            relative = raw.get("folders") == _RELATIVE  # older runs: absolute paths
+            val, root = raw.get("val"), raw.get("data_root")
             return RunArgs(
-                data=[str(d) for d in raw["data"]],
-                val=raw.get("val"),
-                data_root=raw.get("data_root"),
+                data=[self._from_file(str(d), relative) for d in raw["data"]],
+                val=self._from_file(val, relative) if val is not None else None,
+                data_root=self._from_file(root, relative) if root else None,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"{self.args_path} is damaged ({exc}); pass --data again") from None
