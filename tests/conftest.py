@@ -168,3 +168,17 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def t91(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six real T91 images cropped to 64x64, written as PNG into a temporary folder: training
+    data for tiny models (modules that need other crops define their own ``t91``)."""
+    from PIL import Image
+
+    from srtool.train.patches import read_rgb8
+
+    folder = tmp_path_factory.mktemp("t91")
+    for f in sorted((shared_data / "T91").glob("*.bmp"))[:6]:
+        Image.fromarray(read_rgb8(f)[:64, :64]).save(folder / f"{f.stem}.png")
+    return folder

@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from srtool.errors import UsageError
 from srtool.models import build
 from srtool.models.checkpoint import load_checkpoint, load_checkpoint_meta
 from srtool.train import load_recipe
 from srtool.train.loop import TrainingInterrupted, train
-from srtool.train.patches import read_rgb8
 from srtool.train.qat import QuantConv2d, load_quant_ranges, prepare_qat, quant_ranges
 
 SPAN = "{features = 8, blocks = 1, convs = 2}"
@@ -37,20 +35,9 @@ BASE = [
 QAT = ["quant.qat=true", "train.ema_decay=0", "optim.lr=1e-4"]
 
 
-@pytest.fixture(scope="module")
-def t91(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("t91")
-    for f in sorted((shared_data / "T91").glob("*.bmp"))[:6]:
-        Image.fromarray(read_rgb8(f)[:64, :64]).save(folder / f"{f.stem}.png")
-    return folder
-
-
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test and module fixture here runs torch on one thread (see ``one_torch_thread``)."""
 
 
 @pytest.fixture(scope="module")

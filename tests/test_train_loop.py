@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from srtool.errors import UsageError
 from srtool.models import build
@@ -19,7 +18,6 @@ from srtool.models.checkpoint import load_checkpoint, load_state, save_checkpoin
 from srtool.train import load_recipe
 from srtool.train import loop as loop_module
 from srtool.train.loop import TrainingDiverged, TrainingInterrupted, lr_factor, train
-from srtool.train.patches import read_rgb8
 from srtool.train.weights import load_init
 
 RECIPES = Path(__file__).resolve().parents[1] / "training" / "recipes"
@@ -41,15 +39,6 @@ BASE = [
     "train.save_every=2",
     "train.amp=off",
 ]
-
-
-@pytest.fixture(scope="module")
-def t91(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six real T91 images cropped to 64x64, written as PNG into a temporary folder."""
-    folder = tmp_path_factory.mktemp("t91")
-    for f in sorted((shared_data / "T91").glob("*.bmp"))[:6]:
-        Image.fromarray(read_rgb8(f)[:64, :64]).save(folder / f"{f.stem}.png")
-    return folder
 
 
 @pytest.fixture(autouse=True, scope="module")
