@@ -207,3 +207,18 @@ def test_vgg_average_pooling_averages_what_max_pooling_picks(vgg_file: Path, pai
 
 
 VGG_CONV2_1 = losses.VGG19_LAYERS.index("conv2_1")
+
+
+def test_phase_loss_sees_a_grid_and_nothing_else() -> None:
+    gen = torch.Generator().manual_seed(3)
+    hr = torch.rand(2, 3, 64, 64, generator=gen)
+    assert float(losses.phase_loss(hr + 0.1, hr, 4)) == pytest.approx(0.0, abs=1e-7)
+    pattern = torch.rand(4, 4, generator=gen) * 0.02  # one offset per sub-pixel phase
+    grid = pattern.repeat(16, 16)
+    expected = float((pattern - pattern.mean()).abs().mean())
+    assert float(losses.phase_loss(hr + grid, hr, 4)) == pytest.approx(expected, rel=1e-5)
+    # at x2 the same x4 pattern is not a period-2 grid everywhere: smaller, not zero
+    assert 0 < float(losses.phase_loss(hr + grid, hr, 2)) < expected
+    x = (hr + grid).requires_grad_(True)
+    losses.phase_loss(x, hr, 4).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

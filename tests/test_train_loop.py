@@ -654,3 +654,11 @@ def test_forked_workers_start_after_opencv_ran_its_thread_pool(t91: Path, tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     # the hang itself is a race (4 of 6 runs of a bare reproduction); what prevents it is this:
     assert "trained; OpenCV threads in the training process: 1" in result.stdout
+
+
+def test_phase_term_is_trained_and_logged(t91: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(None, [*BASE, "train.steps=2", "loss.phase_weight=10"])
+    train(recipe, data=[str(t91)], out_dir=tmp_path / "run", device="cpu")
+    logged = [r for r in rows(tmp_path / "run") if "loss_g" in r]
+    assert all(r["loss_phase"] > 0 for r in logged)
+    assert all(r["loss_g"] == pytest.approx(r["loss_pixel"] + r["loss_phase"]) for r in logged)

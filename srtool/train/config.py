@@ -134,6 +134,7 @@ class LossConfig:
     perceptual_layers: dict[str, float] = field(default_factory=lambda: {"conv5_4": 1.0})
     perceptual_criterion: Literal["l1", "mse"] = "l1"
     perceptual_pooling: Literal["max", "avg"] = "max"  # avg: VGG's pools averaged (dense gradients)
+    phase_weight: float = 0.0  # weight of losses.phase_loss (sub-pixel phases kept together)
     adversarial: Literal["none", "vanilla", "ragan", "wgan_gp"] = "none"
     adversarial_weight: float = 0.0
     gp_weight: float = 10.0

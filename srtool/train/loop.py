@@ -532,6 +532,8 @@ def train_step(t: Trainer, step: int, lr_img: torch.Tensor, hr: torch.Tensor) ->
             terms["pixel"] = r.loss.pixel_weight * n.pixel_fn(sr.float(), hr)
         if n.perceptual is not None:
             terms["perceptual"] = r.loss.perceptual_weight * n.perceptual(sr, hr)
+        if r.loss.phase_weight > 0:
+            terms["phase"] = r.loss.phase_weight * losses.phase_loss(sr, hr, r.model.scale)
         if gan_on:
             real_logits = n.d(hr).detach() if r.loss.adversarial == "ragan" else None
             fake_logits = n.d(sr)
@@ -576,7 +578,7 @@ def train_step(t: Trainer, step: int, lr_img: torch.Tensor, hr: torch.Tensor) ->
     if n.ema is not None:
         ema_update(n.ema, n.g, r.train.ema_decay, step, keep=kept.reshape(()))
     t.pending_bad = skipped.detach() if t.pending_bad is None else t.pending_bad + skipped
-    for key in ("pixel", "perceptual", "adv"):
+    for key in ("pixel", "perceptual", "phase", "adv"):
         if key in terms:
             terms[key] = _masked(terms[key].detach(), kept)
     terms["g"] = _masked(loss_g.detach(), kept)

@@ -302,6 +302,29 @@ class PerceptualLoss(nn.Module):
         return total
 
 
+# --------------------------------------------------------------------------- sub-pixel phases
+
+
+def phase_loss(sr: Tensor, hr: Tensor, scale: int, block: int = 8) -> Tensor:
+    """How far the ``scale``x``scale`` sub-pixel phases of the error ``sr - hr`` drift apart.
+
+    A pixel-shuffle generator computes each phase (output pixel ``(i, j)`` of every ``scale``
+    square) with its own weights; when they drift apart the output carries a grid of period
+    ``scale``. Per ``block``x``block`` LR area, this takes the mean error of each phase, and
+    returns the mean absolute deviation of those means from their average over the phases:
+    zero for any error that is the same in every phase, large for a grid, and blind to texture
+    (which varies within a block). Areas smaller than one block are taken whole.
+    """
+    n, c, h, w = sr.shape
+    hs, ws = h // scale * scale, w // scale * scale
+    d = (sr[..., :hs, :ws] - hr[..., :hs, :ws]).float()
+    phases = d.reshape(n, c, hs // scale, scale, ws // scale, scale).permute(0, 1, 3, 5, 2, 4)
+    phases = phases.reshape(n, c * scale * scale, hs // scale, ws // scale)
+    k = max(1, min(block, hs // scale, ws // scale))
+    means = F.avg_pool2d(phases, k, k).reshape(n, c, scale * scale, -1)
+    return (means - means.mean(dim=2, keepdim=True)).abs().mean()
+
+
 # --------------------------------------------------------------------------- adversarial
 
 ADVERSARIAL = ("vanilla", "ragan", "wgan_gp")
