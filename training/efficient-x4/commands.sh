@@ -43,3 +43,12 @@ nohup setsid python -m srtool train training/recipes/efficient_x4.toml \
 #    training/efficient-x4/run; continue it from the repository root with:
 #   OMP_NUM_THREADS=1 nohup setsid python -m srtool train --resume \
 #       --out training/efficient-x4/run >> runs/efficient_x4.log 2>&1 &
+
+# 5) sitting 2 resumed at step 10386 and ended with SIGINT after step 19809 (one thread, the
+#    other core busy with other work, at times both shared: 0.7-1.9 it/s). Best Set5 validation
+#    31.40 dB PSNR-Y at step 19000. `srtool evaluate --model training/efficient-x4/run --bench
+#    Set5,Set14,BSD100 --data-root ../shared/data` on that checkpoint: Set14 28.00, BSD100 27.28
+#    (compact-x4: 31.30 / 27.99 / 27.28). run.json now keeps the data folders relative to the run
+#    folder, so the resume command works from any working folder:
+#   OMP_NUM_THREADS=1 nohup setsid python -m srtool train --resume \
+#       --out training/efficient-x4/run >> runs/efficient_x4.log 2>&1 &
