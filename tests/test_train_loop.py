@@ -7,6 +7,7 @@ import json
 import os
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -662,3 +663,28 @@ def test_phase_term_is_trained_and_logged(t91: Path, tmp_path: Path) -> None:
     logged = [r for r in rows(tmp_path / "run") if "loss_g" in r]
     assert all(r["loss_phase"] > 0 for r in logged)
     assert all(r["loss_g"] == pytest.approx(r["loss_pixel"] + r["loss_phase"]) for r in logged)
+
+
+def test_a_state_saved_with_the_plain_adam_resumes_into_the_fused_one() -> None:
+    """Runs saved before the optimiser was fused carry ``fused: None`` in their param groups;
+    loading them must not turn the fused optimiser back into a plain one that refuses the
+    device-side skip flag."""
+    from srtool.train.loop import _step_unless, load_optimizer_state
+    from srtool.train.setup import adam
+
+    net = torch.nn.Linear(4, 2)
+    plain = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net(torch.ones(1, 4)).sum().backward()
+    plain.step()
+    fused = adam(list(net.parameters()), lr=1e-3)
+    if not fused.defaults.get("fused"):
+        pytest.skip("this torch has no fused Adam for the CPU")
+    load_optimizer_state(fused, plain.state_dict())
+    assert all(group["fused"] for group in fused.param_groups)
+    numerics = SimpleNamespace(scaler=torch.amp.GradScaler("cpu", enabled=False))
+    before = [p.detach().clone() for p in net.parameters()]
+    net(torch.ones(1, 4)).sum().backward()
+    _step_unless(numerics, fused, torch.ones(1))  # skipped on the device
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    _step_unless(numerics, fused, torch.zeros(1))
+    assert not all(torch.equal(a, b) for a, b in zip(before, net.parameters()))

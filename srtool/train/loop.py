@@ -228,12 +228,12 @@ class Trainer:
         optimisers, scaler, RNG, counters, metrics."""
         st, n = (state if state is not None else self.run.load_state()), self.nets
         n.g.load_state_dict(st["g"])
-        n.opt_g.load_state_dict(st["opt_g"])
+        load_optimizer_state(n.opt_g, st["opt_g"])
         if n.ema is not None:
             n.ema.load_state_dict(st["ema"])
         if n.d is not None:
             n.d.load_state_dict(st["d"])
-            n.opt_d.load_state_dict(st["opt_d"])
+            load_optimizer_state(n.opt_d, st["opt_d"])
         load_scaler_state(self.num.scaler, st["scaler"])
         torch.set_rng_state(st["rng"]["torch"])
         if self.num.device.type == "cuda" and "cuda" in st["rng"]:
@@ -451,6 +451,19 @@ def _setup(
         t.restore(saved)
     t.metrics = MetricsLog(run, t.rows) if dist_info.is_main else None
     return t
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """``opt.load_state_dict(saved)``, keeping how ``opt`` was built to run (fused, foreach).
+
+    A state dict carries its param groups' implementation flags: a run saved with the plain Adam
+    would otherwise turn a fused optimiser back into a plain one, which then refuses the
+    device-side skip flag (``found_inf``) this loop hands it."""
+    opt.load_state_dict(saved)
+    for group in opt.param_groups:
+        for key in ("fused", "foreach"):
+            if key in opt.defaults:
+                group[key] = opt.defaults[key]
 
 
 def _step_unless(num: Numerics, opt: torch.optim.Optimizer, skip: torch.Tensor) -> None:
