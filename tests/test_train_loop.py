@@ -688,3 +688,15 @@ def test_a_state_saved_with_the_plain_adam_resumes_into_the_fused_one() -> None:
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
     _step_unless(numerics, fused, torch.zeros(1))
     assert not all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_resume_names_the_recipe_settings_that_changed() -> None:
+    from srtool.train.config import recipe_to_dict
+    from srtool.train.loop import _recipe_changes
+
+    now = recipe_to_dict(load_recipe(None, ["optim.lr=1e-3"]))
+    saved = recipe_to_dict(load_recipe(None, ["optim.lr=5e-4"]))
+    del saved["loss"]["phase_weight"]  # a state saved before that setting existed
+    del saved["quant"]
+    assert _recipe_changes(saved, now) == "optim.lr 0.0005 -> 0.001"
+    assert _recipe_changes(now, now) == ""

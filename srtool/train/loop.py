@@ -249,11 +249,9 @@ class Trainer:
         self.t_start -= st.get("time_s", 0.0)  # time_s in the log counts the whole run
         if st.get("data") != self.data.fingerprint:
             log.warning("resuming with different training images: data order will differ")
-        # sections a state saved before they existed lacks are compared as their defaults
-        default = recipe_to_dict(Recipe())
-        old = {k: st["recipe"].get(k, default[k]) for k in default if k != "train"}
-        if old != {k: v for k, v in recipe_to_dict(self.recipe).items() if k != "train"}:
-            log.warning("resuming with a recipe that differs from the saved one")
+        changed = _recipe_changes(st["recipe"], recipe_to_dict(self.recipe))
+        if changed:
+            log.warning("resuming with a recipe that differs from the saved one: %s", changed)
 
     def meta(self, step: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """What a checkpoint of ``step`` says about how it was trained."""
@@ -451,6 +449,22 @@ def _setup(
         t.restore(saved)
     t.metrics = MetricsLog(run, t.rows) if dist_info.is_main else None
     return t
+
+
+def _recipe_changes(saved: dict[str, Any], now: dict[str, Any]) -> str:
+    """The ``section.key`` settings (``train`` aside) that differ between a saved recipe and the
+    one resuming it; sections and keys a state saved before they existed lacks count as their
+    defaults. Empty when they agree."""
+    default = recipe_to_dict(Recipe())
+    changes = []
+    for section, values in now.items():
+        if section == "train" or not isinstance(values, dict):
+            continue
+        before = {**default.get(section, {}), **saved.get(section, {})}
+        for key, value in values.items():
+            if before.get(key) != value:
+                changes.append(f"{section}.{key} {before.get(key)!r} -> {value!r}")
+    return ", ".join(changes)
 
 
 def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
