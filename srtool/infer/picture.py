@@ -204,6 +204,16 @@ def _fit_outscale(height: int, width: int, fit: Fit) -> float:
     return factor
 
 
+def size_plan(
+    height: int, width: int, model_scale: int, outscale: float | None, fit: Fit | None = None
+) -> tuple[int, tuple[int, int]]:
+    """How a picture of this size is made: the network passes it takes and its final (height,
+    width), for ``outscale`` (the model's scale when None) or, with ``fit``, the box."""
+    if fit is not None:
+        outscale = _fit_outscale(height, width, fit)
+    return passes_for(model_scale, outscale), output_size(height, width, model_scale, outscale, fit)
+
+
 def _resize_plane(plane: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
     height, width = size
     if plane.dtype == np.uint8:
@@ -302,10 +312,7 @@ def upscale_picture(
         raise UsageError("--back-projection must not be negative")
     check_alpha_mode(alpha_mode)
     height, width = picture.pixels.shape[:2]
-    if fit is not None:
-        outscale = _fit_outscale(height, width, fit)
-    passes = passes_for(upscaler.scale, outscale)
-    target = output_size(height, width, upscaler.scale, outscale, fit)
+    passes, target = size_plan(height, width, upscaler.scale, outscale, fit)
 
     colour = picture.pixels
     for _ in range(passes):

@@ -655,21 +655,28 @@ def _run_video(
 ) -> FileResult:
     """One video file, streamed frame by frame (see :mod:`srtool.infer.video`); in a worker
     thread, a ``stop`` of the batch ends it at the next frame."""
-    from srtool.infer.picture import _fit_outscale, output_size, passes_for, resize_high_quality
+    from srtool.infer.picture import output_size, resize_high_quality, size_plan
     from srtool.infer.video import upscale_video
 
     started = time.perf_counter()
     frames_done = getattr(observer, "frames_done", None)
     announced = False
 
-    def upscale_frame(rgb):  # noqa: ANN001, ANN202
+    def begin(height: int, width: int) -> None:
+        """Before each frame or group: end at a stop of the batch; announce the file once."""
         nonlocal announced
         if stop is not None and stop.is_set():
             raise _Stopped
         if not announced:
             with lock:
-                observer.file_started(job, rgb.shape[1], rgb.shape[0])
+                observer.file_started(job, width, height)
             announced = True
+
+    def plan(height: int, width: int) -> tuple[int, tuple[int, int]]:
+        return size_plan(height, width, upscaler.scale, options.outscale, options.fit)
+
+    def upscale_frame(rgb):  # noqa: ANN001, ANN202
+        begin(*rgb.shape[:2])
         picture = upscale_picture(
             Picture(rgb),
             upscaler,
@@ -680,34 +687,20 @@ def _run_video(
         )
         return picture.pixels
 
-    def batchable(height: int, width: int) -> float | None | bool:
-        """The frames' outscale when one plain network pass makes them (no ensemble, no
-        back-projection), so several frames can share session calls; False otherwise."""
-        if options.tta or options.back_projection:
-            return False
-        outscale = _fit_outscale(height, width, options.fit) if options.fit else options.outscale
-        return outscale if passes_for(upscaler.scale, outscale) == 1 else False
-
     def frames_per_call(height: int, width: int) -> int:
-        if batchable(height, width) is False:
+        """Several frames share session calls when one plain network pass makes them (no
+        ensemble, no back-projection); else one at a time."""
+        if options.tta or options.back_projection or plan(height, width)[0] != 1:
             return 1
         return upscaler.images_per_call(height, width)
 
     def upscale_frames(frames):  # noqa: ANN001, ANN202
         """Several frames of one size through one engine call per group: the same frames as
         ``upscale_frame`` gives one by one (one network pass, then the same resize)."""
-        nonlocal announced
-        if stop is not None and stop.is_set():
-            raise _Stopped
         height, width = frames[0].shape[:2]
-        if not announced:
-            with lock:
-                observer.file_started(job, width, height)
-            announced = True
-        outscale = batchable(height, width)
-        target = output_size(height, width, upscaler.scale, outscale or None, options.fit)
+        begin(height, width)
         outputs = upscaler.render_many(frames, dtype=frames[0].dtype)
-        return [resize_high_quality(out, target) for out in outputs]
+        return [resize_high_quality(out, plan(height, width)[1]) for out in outputs]
 
     def on_frame(done: int, total: int | None) -> None:
         if frames_done is not None:
