@@ -278,8 +278,12 @@ def download_size(ds: Dataset) -> str:
     """What a download of ``ds`` costs, as far as it is known, for messages and listings."""
     if ds.source is not None and ds.source.size_mb:
         return f"about {ds.source.size_mb:,} MB"
-    if ds.source is not None and ds.source.note.startswith("EDSR benchmark.tar"):
-        size = "an archive of several benchmarks, download size not recorded"
+    sharing = [
+        d for d in DATASETS.values() if ds.source and d.source and d.source.url == ds.source.url
+    ]
+    if len(sharing) > 1:
+        kinds = "benchmarks" if all(d.kind == "benchmark" for d in sharing) else "datasets"
+        size = f"an archive of several {kinds}, download size not recorded"
     else:
         size = "download size not recorded"
     if ds.images_mb:
