@@ -266,6 +266,10 @@ class _Stage:
     def alive(self) -> bool:
         return self.thread.is_alive()
 
+    @property
+    def any_alive(self) -> bool:  # one thread: the same as alive (see _Stages)
+        return self.alive
+
 
 _END = object()
 _DEAD = object()
@@ -283,7 +287,7 @@ def _put(
             q.put(item, timeout=_POLL_SECONDS)
             return True
         except queue.Full:
-            if consumer is not None and not getattr(consumer, "any_alive", consumer.alive):
+            if consumer is not None and not consumer.any_alive:
                 return False
     return False
 
