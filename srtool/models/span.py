@@ -30,6 +30,8 @@ Where this differs from the paper:
 - the convolution before the pixel shuffle starts by ICNR (Aitken et al. 2017,
   :mod:`srtool.models.icnr`): a fresh network has no period-``scale`` grid, which a perceptual or
   adversarial objective might otherwise keep;
+- ``grid_free=True`` adds the fixed filter of :mod:`srtool.models.gridfree` after the pixel
+  shuffle (Sugawara et al. 2018): no period-``scale`` grid by construction, for GAN training;
 - no mean-shift of the input and no image-level skip. In particular there is no nearest-upsampled
   input skip (``compact``'s): its 4x4 staircase shows on thin diagonal lines.
 
@@ -47,6 +49,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from srtool.models.gridfree import GridFreeFilter
 from srtool.models.hparams import records_hparams
 from srtool.models.icnr import icnr_
 from srtool.models.reparam import RepConv3x3, fuse_children
@@ -92,6 +95,10 @@ class SPAN(nn.Module):
             it changes training cost and capacity only, not the deployed network.
         deploy: build the collapsed (plain-conv) network directly, e.g. to load the state dict
             of a network that :meth:`reparameterize` collapsed.
+        grid_free: follow the pixel shuffle with the fixed filter of
+            :mod:`srtool.models.gridfree`, which has no energy at the period-``scale`` grid
+            frequencies (for perceptual / GAN training); it has no parameters, so the state dict
+            is the same with or without it.
     """
 
     arch = "span"
@@ -110,6 +117,7 @@ class SPAN(nn.Module):
         convs: int = 3,
         expand: int = 2,
         deploy: bool = False,
+        grid_free: bool = False,
     ) -> None:
         super().__init__()
         if scale not in (1, 2, 3, 4):
@@ -125,9 +133,13 @@ class SPAN(nn.Module):
         )
         self.body_tail = _conv(features, features, expand, deploy)
         self.fuse = nn.Conv2d(features * 4, features, 1)
-        self.upsampler = nn.Sequential(
-            nn.Conv2d(features, out_channels * scale * scale, 3, 1, 1), nn.PixelShuffle(scale)
-        )
+        tail: list[nn.Module] = [
+            nn.Conv2d(features, out_channels * scale * scale, 3, 1, 1),
+            nn.PixelShuffle(scale),
+        ]
+        if grid_free:
+            tail.append(GridFreeFilter(out_channels, scale))
+        self.upsampler = nn.Sequential(*tail)
         icnr_(self.upsampler[0], scale)  # a network built from scratch starts without a grid
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
