@@ -98,3 +98,28 @@ def test_lower_jpeg_quality_loses_more(photo: np.ndarray) -> None:
         float(np.abs(degrade.apply_practical(hr, _only(jpeg=q), 1) - hr).mean()) for q in (95, 30)
     ]
     assert 0 < err[0] < err[1]
+
+
+def test_clean_patches_are_the_bicubic_protocol_lr(photo: np.ndarray) -> None:
+    hr = photo[:128, :128]
+    cfg = DegradationConfig(kind="practical", clean_prob=0.5)
+    draws = [degrade.sample_practical(np.random.default_rng([7, i]), cfg) for i in range(400)]
+    clean = [p for p in draws if p.clean]
+    assert 0.4 < len(clean) / len(draws) < 0.6
+    assert all(not p.clean and p.stages for p in draws if p not in clean)
+    lr = degrade.apply_practical(hr.astype(np.float32) / 255.0, clean[0], 4)
+    reference = degrade.bicubic(hr, 4).astype(np.float64)  # the paper protocol, rounded per pass
+    assert lr.shape == reference.shape
+    assert np.abs(lr * 255.0 - reference).max() <= 1.0 + 1e-4
+    chain = degrade.apply_practical(
+        hr.astype(np.float32) / 255.0, draws[0 if not draws[0].clean else 1], 4
+    )
+    assert np.abs(chain * 255.0 - reference).mean() > 2.0  # the chain is a different LR
+
+
+def test_probabilities_outside_zero_one_are_refused() -> None:
+    from srtool.errors import UsageError
+    from srtool.train.config import load_recipe
+
+    with pytest.raises(UsageError, match="degradation.clean_prob must be in"):
+        load_recipe(None, ["degradation.clean_prob=1.5"])

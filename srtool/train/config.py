@@ -77,7 +77,9 @@ class DegradationConfig:
     ``bicubic`` is MATLAB's antialiased bicubic (the protocol papers evaluate with);
     ``gaussian`` blurs with a Gaussian of ``blur_sigma`` then keeps every ``scale``-th pixel;
     ``practical`` draws a random blur / resize / noise / JPEG chain per patch, twice when
-    ``second_order_prob`` fires (Real-ESRGAN's idea, in small seeded numpy functions).
+    ``second_order_prob`` fires (Real-ESRGAN's idea, in small seeded numpy functions); with
+    ``clean_prob`` a practical patch's LR is instead the clean bicubic downscale (the paper
+    protocol's LR), so a model for real photos also learns to leave clean inputs' detail alone.
     """
 
     kind: Literal["bicubic", "gaussian", "practical"] = "bicubic"
@@ -92,6 +94,7 @@ class DegradationConfig:
     jpeg_prob: float = 1.0
     jpeg_range: tuple[int, int] = (30, 95)
     second_order_prob: float = 0.5
+    clean_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,18 @@ class Recipe:
                 f"lower data.batch_size (at most {max(1, MAX_BATCH_PIXELS // (patch * patch))} "
                 f"at this patch size)"
             )
+        d = self.degradation
+        for key in (
+            "blur_prob",
+            "noise_prob",
+            "poisson_prob",
+            "gray_noise_prob",
+            "jpeg_prob",
+            "second_order_prob",
+            "clean_prob",
+        ):
+            if not 0.0 <= getattr(d, key) <= 1.0:
+                raise UsageError(f"degradation.{key} must be in [0, 1], got {getattr(d, key)}")
         if not 0.0 <= self.train.ema_decay < 1.0:
             raise UsageError(f"train.ema_decay must be in [0, 1), got {self.train.ema_decay}")
         if self.loss.adversarial != "none" and self.loss.adversarial_weight <= 0:

@@ -118,6 +118,7 @@ class PracticalParams:
     stages: tuple[StageParams, ...]
     final_mode: str
     final_jpeg: int | None
+    clean: bool = False  # the clean bicubic downscale instead of the chain (``clean_prob``)
 
 
 def _sample_stage(
@@ -145,6 +146,9 @@ def _sample_stage(
 
 def sample_practical(rng: np.random.Generator, cfg: DegradationConfig) -> PracticalParams:
     """Draw every random choice of one practical degradation."""
+    # drawn only when asked for, so runs without clean patches keep their random stream
+    if cfg.clean_prob > 0 and rng.random() < cfg.clean_prob:
+        return PracticalParams((), "bicubic", None, clean=True)
     stages = [_sample_stage(rng, cfg, resize_range=cfg.resize_range)]
     if rng.random() < cfg.second_order_prob:
         stages.append(_sample_stage(rng, cfg, resize_range=(0.3, 1.2)))
@@ -192,6 +196,11 @@ def apply_practical(hr: np.ndarray, params: PracticalParams, scale: int) -> np.n
     """Apply ``params`` to float32 HxWxC ``hr`` in [0, 1]; returns float32 (H/scale)x(W/scale)."""
     h, w = hr.shape[:2]
     out_size = (h // scale, w // scale)
+    if params.clean:
+        from srtool.resize import imresize
+
+        clean = imresize(hr[: out_size[0] * scale, : out_size[1] * scale], 1.0 / scale)
+        return (np.rint(np.clip(clean, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
     img = hr.astype(np.float32, copy=True)
     refs = [(h, w)] + [out_size] * (len(params.stages) - 1)
     for stage, (rh, rw) in zip(params.stages, refs, strict=True):
