@@ -110,3 +110,29 @@ def test_quality_speed_clear_failures(
     )
     with pytest.raises(SystemExit, match="needs matplotlib"):
         quality_speed.require_matplotlib()
+
+
+def test_png_encode_benchmark_compares_the_two_writers(tmp_path: Path) -> None:
+    """``benchmarks/png_encode.py`` on a real photo: both rows, and srtool's PNG decodes to the
+    same pixels as the source (the faster settings are lossless)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from srtool.imageio import Picture, write_image
+
+    photo = Path(__file__).parent / "data" / "photos" / "coffee.png"
+    script = SCRIPT.parent / "png_encode.py"
+    run = subprocess.run(
+        [sys.executable, str(script), str(photo), "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "CPU:" in run.stdout and "Pillow" in run.stdout and "speed x" in run.stdout
+    pixels = np.asarray(Image.open(photo).convert("RGB"))
+    write_image(tmp_path / "out.png", Picture(pixels))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), pixels)

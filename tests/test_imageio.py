@@ -587,19 +587,55 @@ def _interrupting_save(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _interrupting_save(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        write_image(tmp_path / "out.png", Picture(smooth_rgb()))
+        write_image(tmp_path / "out.jpg", Picture(smooth_rgb()))  # a format Pillow encodes
     assert list(tmp_path.iterdir()) == []
 
 
 def test_interrupted_overwrite_keeps_old_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = tmp_path / "out.png"
+    target = tmp_path / "out.jpg"
     write_image(target, Picture(smooth_rgb()))
     before = target.read_bytes()
     _interrupting_save(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         write_image(target, Picture(noise((24, 32, 3))))
+    assert target.read_bytes() == before and no_temp_files(tmp_path)
+
+
+def test_interrupted_png_write_keeps_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PNG goes through OpenCV and one atomic write: a write cut short leaves the old file."""
+    import builtins
+
+    target = tmp_path / "out.png"
+    write_image(target, Picture(smooth_rgb()))
+    before = target.read_bytes()
+    real_open = builtins.open
+
+    class _Cut:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            raise KeyboardInterrupt
+
+    def cut_open(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        return _Cut(handle) if "w" in mode and str(file).startswith(str(tmp_path)) else handle
+
+    monkeypatch.setattr(builtins, "open", cut_open)
+    with pytest.raises(KeyboardInterrupt):
+        write_image(target, Picture(noise((24, 32, 3))))
+    monkeypatch.undo()
     assert target.read_bytes() == before and no_temp_files(tmp_path)
 
 

@@ -84,6 +84,8 @@ def write_image(
             atomic_write_bytes(path, _write_heif(path, pixels, alpha, icc, exif, q))
         elif pixels.dtype == np.uint16 and (pixels.shape[2] == 3 or alpha is not None):
             _write_cv2_16(path, fmt, pixels, alpha, icc, exif)
+        elif fmt == "png" and (pixels.shape[2] == 3 or alpha is None):
+            atomic_write_bytes(path, _png_with_metadata(_encode_png_cv2(pixels, alpha), icc, exif))
         else:
             _write_pillow(path, fmt, pixels, alpha, icc, exif, quality)
     except ImageWriteError:
@@ -229,6 +231,33 @@ def _write_pillow(
         image.save(temp, format=pil_format, **params)
 
 
+def _png_params(cv2) -> list[int]:
+    """OpenCV's PNG settings: zlib level ``PNG_COMPRESS_LEVEL`` with run-length matching and,
+    where this OpenCV can choose the row filter, Paeth on every row. On 4-5 MPix SR outputs that
+    encodes 1.9-2.1x faster than Pillow's level 1 (adaptive filters) and 9-11 % smaller
+    (``benchmarks/png_encode.py``); PNG is lossless whatever the settings."""
+    params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESS_LEVEL]
+    params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    if hasattr(cv2, "IMWRITE_PNG_FILTER"):
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
+    return params
+
+
+def _encode_png_cv2(pixels: np.ndarray, alpha: np.ndarray | None) -> bytes:
+    """Grey, RGB or RGBA (8- or 16-bit) as PNG bytes through OpenCV (see :func:`_png_params`)."""
+    cv2 = _cv2()
+    if alpha is not None:
+        bgr = cv2.cvtColor(np.dstack((pixels, alpha)), cv2.COLOR_RGBA2BGRA)
+    elif pixels.shape[2] == 3:
+        bgr = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2BGR)
+    else:
+        bgr = np.ascontiguousarray(pixels[:, :, 0])
+    ok, buffer = cv2.imencode(".png", bgr, _png_params(cv2))
+    if not ok:
+        raise ImageWriteError(f"OpenCV could not encode a {bgr.dtype} PNG of shape {bgr.shape}")
+    return buffer.tobytes()
+
+
 def _write_cv2_16(
     path: Path,
     fmt: str,
@@ -245,20 +274,19 @@ def _write_cv2_16(
         if grey:
             log.warning("%s: 16-bit grey + alpha TIFF is written as RGBA", path.name)
             pixels = np.repeat(pixels, 3, axis=2)
-        cv2 = _cv2()
-        if alpha is not None:
-            bgr = cv2.cvtColor(np.dstack((pixels, alpha)), cv2.COLOR_RGBA2BGRA)
-        else:
-            bgr = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2BGR)
         if fmt == "png":
-            params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESS_LEVEL]
-            ok, buffer = cv2.imencode(".png", bgr, params)
+            encoded = _encode_png_cv2(pixels, alpha)
         else:
+            cv2 = _cv2()
+            if alpha is not None:
+                bgr = cv2.cvtColor(np.dstack((pixels, alpha)), cv2.COLOR_RGBA2BGRA)
+            else:
+                bgr = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2BGR)
             with _quiet_stderr():
                 ok, buffer = cv2.imencode(".tiff", bgr)
-        if not ok:
-            raise ImageWriteError(f"{path}: OpenCV could not encode a 16-bit {fmt.upper()}")
-        encoded = buffer.tobytes()
+            if not ok:
+                raise ImageWriteError(f"{path}: OpenCV could not encode a 16-bit TIFF")
+            encoded = buffer.tobytes()
     if fmt == "png":
         encoded = _png_with_metadata(encoded, icc, exif)
     else:
