@@ -56,3 +56,7 @@ nohup setsid python -m srtool train training/recipes/efficient_x4.toml \
 # 6) sitting 3 (after a fix that lets runs saved with the plain Adam resume into the fused one)
 #    resumed at step 19809 and ended with SIGINT after step 21851 (0.55 s/step on one thread);
 #    best Set5 validation 31.43 dB at step 21000.
+
+# 7) sitting 4 resumed at step 21851 and ended with SIGINT after step 31585 (one thread, the
+#    other core busy with photo-x4 training); best Set5 validation 31.51 dB at step 31000
+#    (30000: 31.510, 29000: 31.508, 27000: 31.500, 25000: 31.482).
