@@ -591,27 +591,11 @@ def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     assert list(tmp_path.iterdir()) == []
 
 
-def test_interrupted_overwrite_keeps_old_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = tmp_path / "out.jpg"
-    write_image(target, Picture(smooth_rgb()))
-    before = target.read_bytes()
-    _interrupting_save(monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
-        write_image(target, Picture(noise((24, 32, 3))))
-    assert target.read_bytes() == before and no_temp_files(tmp_path)
-
-
-def test_interrupted_png_write_keeps_old_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """PNG goes through OpenCV and one atomic write: a write cut short leaves the old file."""
+def _cut_writes(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Make every file opened for writing under ``folder`` take half of its first write and then
+    be interrupted (Ctrl-C): the path of encoders that hand srtool finished bytes (PNG)."""
     import builtins
 
-    target = tmp_path / "out.png"
-    write_image(target, Picture(smooth_rgb()))
-    before = target.read_bytes()
     real_open = builtins.open
 
     class _Cut:
@@ -630,9 +614,22 @@ def test_interrupted_png_write_keeps_old_file(
 
     def cut_open(file, mode="r", *args, **kwargs):
         handle = real_open(file, mode, *args, **kwargs)
-        return _Cut(handle) if "w" in mode and str(file).startswith(str(tmp_path)) else handle
+        return _Cut(handle) if "w" in mode and str(file).startswith(str(folder)) else handle
 
     monkeypatch.setattr(builtins, "open", cut_open)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])  # Pillow's encoder; OpenCV's bytes
+def test_interrupted_overwrite_keeps_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    target = tmp_path / f"out{suffix}"
+    write_image(target, Picture(smooth_rgb()))
+    before = target.read_bytes()
+    if suffix == ".jpg":
+        _interrupting_save(monkeypatch)
+    else:
+        _cut_writes(monkeypatch, tmp_path)
     with pytest.raises(KeyboardInterrupt):
         write_image(target, Picture(noise((24, 32, 3))))
     monkeypatch.undo()
