@@ -82,10 +82,10 @@ def write_image(
         if fmt == "heic":
             q = DEFAULT_QUALITY if quality is None else quality
             atomic_write_bytes(path, _write_heif(path, pixels, alpha, icc, exif, q))
+        elif fmt == "png" and (pixels.dtype == np.uint16 or pixels.shape[2] == 3 or alpha is None):
+            atomic_write_bytes(path, _png_with_metadata(_encode_png(pixels, alpha), icc, exif))
         elif pixels.dtype == np.uint16 and (pixels.shape[2] == 3 or alpha is not None):
-            _write_cv2_16(path, fmt, pixels, alpha, icc, exif)
-        elif fmt == "png" and (pixels.shape[2] == 3 or alpha is None):
-            atomic_write_bytes(path, _png_with_metadata(_encode_png_cv2(pixels, alpha), icc, exif))
+            _write_tiff16(path, pixels, alpha, icc, exif)
         else:
             _write_pillow(path, fmt, pixels, alpha, icc, exif, quality)
     except ImageWriteError:
@@ -243,52 +243,42 @@ def _png_params(cv2) -> list[int]:
     return params
 
 
-def _encode_png_cv2(pixels: np.ndarray, alpha: np.ndarray | None) -> bytes:
-    """Grey, RGB or RGBA (8- or 16-bit) as PNG bytes through OpenCV (see :func:`_png_params`)."""
-    cv2 = _cv2()
+def _cv2_order(cv2, pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """RGB(A) pixels (and alpha) as OpenCV's BGR(A) array; grey stays one plane."""
     if alpha is not None:
-        bgr = cv2.cvtColor(np.dstack((pixels, alpha)), cv2.COLOR_RGBA2BGRA)
-    elif pixels.shape[2] == 3:
-        bgr = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2BGR)
-    else:
-        bgr = np.ascontiguousarray(pixels[:, :, 0])
+        return cv2.cvtColor(np.dstack((pixels, alpha)), cv2.COLOR_RGBA2BGRA)
+    if pixels.shape[2] == 3:
+        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2BGR)
+    return np.ascontiguousarray(pixels[:, :, 0])
+
+
+def _encode_png(pixels: np.ndarray, alpha: np.ndarray | None) -> bytes:
+    """PNG bytes of grey, RGB or RGBA (8- or 16-bit) through OpenCV (see :func:`_png_params`),
+    and of 16-bit grey + alpha, which OpenCV has no writer for, through srtool's own encoder."""
+    if pixels.shape[2] == 1 and alpha is not None:
+        return _encode_png_grey_alpha16(pixels[:, :, 0], alpha)
+    cv2 = _cv2()
+    bgr = _cv2_order(cv2, pixels, alpha)
     ok, buffer = cv2.imencode(".png", bgr, _png_params(cv2))
     if not ok:
         raise ImageWriteError(f"OpenCV could not encode a {bgr.dtype} PNG of shape {bgr.shape}")
     return buffer.tobytes()
 
 
-def _write_cv2_16(
+def _write_tiff16(
     path: Path,
-    fmt: str,
     pixels: np.ndarray,
     alpha: np.ndarray | None,
     icc: bytes | None,
     exif: bytes | None,
 ) -> None:
-    """16-bit colour (and 16-bit grey + alpha) as PNG or TIFF."""
-    grey = pixels.shape[2] == 1
-    if fmt == "png" and grey:  # grey + alpha: OpenCV has no 2-channel PNG writer
-        encoded = _encode_png_grey_alpha16(pixels[:, :, 0], alpha)
-    else:
-        if grey:
-            log.warning("%s: 16-bit grey + alpha TIFF is written as RGBA", path.name)
-            pixels = np.repeat(pixels, 3, axis=2)
-        if fmt == "png":
-            encoded = _encode_png_cv2(pixels, alpha)
-        else:
-            cv2 = _cv2()
-            if alpha is not None:
-                bgr = cv2.cvtColor(np.dstack((pixels, alpha)), cv2.COLOR_RGBA2BGRA)
-            else:
-                bgr = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2BGR)
-            with _quiet_stderr():
-                ok, buffer = cv2.imencode(".tiff", bgr)
-            if not ok:
-                raise ImageWriteError(f"{path}: OpenCV could not encode a 16-bit TIFF")
-            encoded = buffer.tobytes()
-    if fmt == "png":
-        encoded = _png_with_metadata(encoded, icc, exif)
-    else:
-        encoded = _tiff_with_metadata(encoded, icc, exif)
-    atomic_write_bytes(path, encoded)
+    """16-bit colour (and 16-bit grey + alpha, as RGBA) as TIFF through OpenCV."""
+    if pixels.shape[2] == 1:
+        log.warning("%s: 16-bit grey + alpha TIFF is written as RGBA", path.name)
+        pixels = np.repeat(pixels, 3, axis=2)
+    cv2 = _cv2()
+    with _quiet_stderr():
+        ok, buffer = cv2.imencode(".tiff", _cv2_order(cv2, pixels, alpha))
+    if not ok:
+        raise ImageWriteError(f"{path}: OpenCV could not encode a 16-bit TIFF")
+    atomic_write_bytes(path, _tiff_with_metadata(buffer.tobytes(), icc, exif))

@@ -703,8 +703,9 @@ def _run_video(
         ``upscale_frame`` gives one by one (one network pass, then the same resize)."""
         height, width = frames[0].shape[:2]
         begin(height, width)
+        target = plan(height, width)[1]
         outputs = upscaler.render_many(frames, dtype=frames[0].dtype)
-        return [resize_high_quality(out, plan(height, width)[1]) for out in outputs]
+        return [resize_high_quality(out, target) for out in outputs]
 
     def on_frame(done: int, total: int | None) -> None:
         if frames_done is not None:

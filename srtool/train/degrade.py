@@ -197,9 +197,7 @@ def apply_practical(hr: np.ndarray, params: PracticalParams, scale: int) -> np.n
     h, w = hr.shape[:2]
     out_size = (h // scale, w // scale)
     if params.clean:
-        from srtool.resize import imresize
-
-        clean = imresize(hr[: out_size[0] * scale, : out_size[1] * scale], 1.0 / scale)
+        clean = bicubic(hr[: out_size[0] * scale, : out_size[1] * scale], scale)
         return (np.rint(np.clip(clean, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
     img = hr.astype(np.float32, copy=True)
     refs = [(h, w)] + [out_size] * (len(params.stages) - 1)
