@@ -135,6 +135,10 @@ def gather(exports: Path, extra: Sequence[str]) -> list[Entry]:
     if exports.is_dir():
         for folder in sorted(p for p in exports.iterdir() if (p / "model.onnx").is_file()):
             entries.append(_describe(folder / "model.onnx", folder.name, "shipped"))
+            if (folder / "model.int8.onnx").is_file():  # what `srtool upscale --int8` runs
+                entries.append(
+                    _describe(folder / "model.int8.onnx", f"{folder.name} int8", "shipped")
+                )
     entries.sort(key=lambda e: (e.scale, e.label))
     for spec in extra:
         label, sep, file = spec.partition("=")
@@ -234,15 +238,13 @@ def measure_speed(
 
 
 def _reference_models(entries: Sequence[Entry]) -> dict[int, Entry]:
-    """The shipped model each scale's ratio is against: srtool's default for the scale when
+    """The shipped model each scale's ratio is against: the baseline ``compact-xN`` when
     shipped, else the first shipped model of that scale."""
-    from srtool.infer.catalog import DEFAULT_MODEL_FOR_SCALE
-
     refs: dict[int, Entry] = {}
     for e in entries:
         if e.kind != "shipped":
             continue
-        if e.scale not in refs or e.label == DEFAULT_MODEL_FOR_SCALE.get(e.scale):
+        if e.scale not in refs or e.label == f"compact-x{e.scale}":
             refs[e.scale] = e
     return refs
 

@@ -46,6 +46,7 @@ def test_quality_speed_on_set5(
     build_sr_model(  # the shipped model of the test's exports folder
         exports / "tiny-x2" / "model.onnx", scale=2, metadata={"srtool.params": "1234"}
     )
+    build_sr_model(exports / "tiny-x2" / "model.int8.onnx", scale=2, seed=2)  # its --int8 file
     wide = build_sr_model(tmp_path / "wide.onnx", scale=2, features=16, seed=1)
     out = tmp_path / "results"
     argv = ["--bench", "Set5", "--rounds", "1", "--warmup", "0", "--size", "64x48"]
@@ -57,6 +58,7 @@ def test_quality_speed_on_set5(
     assert [(r["label"], r["kind"], r["scale"]) for r in rows] == [
         ("bicubic", "bicubic", 2),
         ("tiny-x2", "shipped", 2),
+        ("tiny-x2 int8", "shipped", 2),
         ("wide-x2", "extra", 2),
         ("bicubic", "bicubic", 4),
         ("tiny-x4", "extra", 4),

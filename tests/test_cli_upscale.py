@@ -22,6 +22,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from srtool.cli import app
+from srtool.infer.catalog import DEFAULT_MODEL_FOR_SCALE
 
 runner = CliRunner()
 
@@ -170,14 +171,12 @@ def test_shipped_model_lookup(
 def test_missing_scale_uses_nearest_shipped_model(
     photo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    models = tmp_path / "models"
-    build_sr_model(models / "compact-x4" / "model.onnx", scale=4)
-    monkeypatch.setattr(
-        "srtool.infer.catalog.shipped_models", lambda: {"compact-x4": models / "compact-x4"}
-    )
+    models, x3, x4 = tmp_path / "models", DEFAULT_MODEL_FOR_SCALE[3], DEFAULT_MODEL_FOR_SCALE[4]
+    build_sr_model(models / x4 / "model.onnx", scale=4)
+    monkeypatch.setattr("srtool.infer.catalog.shipped_models", lambda: {x4: models / x4})
     result = run(str(photo_dir / "baby.png"), str(tmp_path / "o"), "--scale", "3")
     assert result.exit_code == 0, result.output
-    assert "compact-x3 is not installed: using compact-x4" in " ".join(result.output.split())
+    assert f"{x3} is not installed: using {x4}" in " ".join(result.output.split())
     assert Image.open(tmp_path / "o" / "baby.png").size == (96 * 3, 80 * 3)
     # an explicit --outscale keeps the exact-model rule: no silent stand-in
     result = run(
@@ -190,14 +189,12 @@ def test_stand_in_for_the_default_scale_resizes_to_x4(
     photo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without --scale the default is x4: a stand-in's output is resized to x4 as the note says."""
-    models = tmp_path / "models"
-    build_sr_model(models / "compact-x2" / "model.onnx", scale=2)
-    monkeypatch.setattr(
-        "srtool.infer.catalog.shipped_models", lambda: {"compact-x2": models / "compact-x2"}
-    )
+    models, x2, x4 = tmp_path / "models", DEFAULT_MODEL_FOR_SCALE[2], DEFAULT_MODEL_FOR_SCALE[4]
+    build_sr_model(models / x2 / "model.onnx", scale=2)
+    monkeypatch.setattr("srtool.infer.catalog.shipped_models", lambda: {x2: models / x2})
     result = run(str(photo_dir / "baby.png"), str(tmp_path / "o"))
     assert result.exit_code == 0, result.output
-    assert "compact-x4 is not installed: using compact-x2" in " ".join(result.output.split())
+    assert f"{x4} is not installed: using {x2}" in " ".join(result.output.split())
     assert Image.open(tmp_path / "o" / "baby.png").size == (96 * 4, 80 * 4)
 
 

@@ -248,11 +248,13 @@ def test_missing_benchmark_names_size_or_download_command(tmp_path: Path) -> Non
 
 def test_evaluate_without_model_compares_the_default_with_bicubic(shared_data: Path) -> None:
     from srtool.evaluate import evaluate
+    from srtool.infer.catalog import DEFAULT_MODEL_FOR_SCALE
 
+    default = DEFAULT_MODEL_FOR_SCALE[4]
     report = evaluate(["Set5"], data_root=shared_data, with_ms_ssim=False, default_model=True)
-    assert [m.label for m in report.methods] == ["bicubic", "compact-x4"]
+    assert [m.label for m in report.methods] == ["bicubic", default]
     assert any("no --model given" in note for note in report.notes)
-    ours, bicubic = (report.score("Set5", m).mean("psnr_y") for m in ("compact-x4", "bicubic"))
+    ours, bicubic = (report.score("Set5", m).mean("psnr_y") for m in (default, "bicubic"))
     assert ours > bicubic
 
 
