@@ -150,6 +150,7 @@ def test_models_add_over_http_checks_the_checksum(
     text = _text(listed)
     assert "compact-x4" in text and "anime" in text and "621,424" in text and url in text
     assert "RealESRGAN_x4plus" in text  # a well-known model not yet added
+    assert "efficient-x4" in text and "default for --scale 4" in text
 
     used = runner.invoke(
         app, ["upscale", str(small_photo), str(tmp_path / "o.png"), "--model", "anime"]

@@ -36,7 +36,7 @@ def list_models(verbose: VerboseOption = False) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from srtool.infer.catalog import MODEL_FILE, shipped_models
+    from srtool.infer.catalog import DEFAULT_MODEL_FOR_SCALE, MODEL_FILE, shipped_models
     from srtool.infer.modelcache import CATALOGUE, cache_root, cached_models
     from srtool.infer.onnx_session import read_metadata
 
@@ -46,6 +46,7 @@ def list_models(verbose: VerboseOption = False) -> None:
         for column in ("name", "scale", "arch", "params", "size", "source"):
             table.add_column(column, overflow="fold")
         names = set()
+        default_scale = {name: scale for scale, name in DEFAULT_MODEL_FOR_SCALE.items()}
         for name, folder in shipped_models().items():
             names.add(name)
             meta = read_metadata(folder / MODEL_FILE)
@@ -57,7 +58,9 @@ def list_models(verbose: VerboseOption = False) -> None:
                 meta.get("srtool.arch", "?"),
                 f"{int(params):,}" if params and params.isdigit() else "?",
                 _size(size),
-                "shipped" + (f": {escape(str(folder))}" if verbose else ""),
+                "shipped"
+                + (f", default for --scale {default_scale[name]}" if name in default_scale else "")
+                + (f": {escape(str(folder))}" if verbose else ""),
             )
         for m in cached_models():
             names.add(m.name)
