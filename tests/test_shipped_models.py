@@ -61,16 +61,20 @@ def _clean_pair(photo: str, scale: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("photo", ["astronaut.png", "coffee.png"])
-def test_efficient_x4_beats_the_default_it_replaced(photo: str) -> None:
-    """The x4 default (efficient-x4) scores above compact-x4, the default it replaced, on photos
-    no model trained or was selected on."""
-    assert DEFAULT_MODEL_FOR_SCALE[4] == "efficient-x4"
-    hr, lr = _clean_pair(photo, 4)
+@pytest.mark.parametrize("scale", [3, 4])
+def test_efficient_default_beats_the_model_it_replaced(scale: int, photo: str) -> None:
+    """The x3 and x4 defaults (efficient-x3/-x4) score above compact-x3/-x4, the defaults they
+    replaced, on photos no model trained or was selected on."""
+    new, old = f"efficient-x{scale}", f"compact-x{scale}"
+    assert DEFAULT_MODEL_FOR_SCALE[scale] == new
+    hr, lr = _clean_pair(photo, scale)
     scores = {
-        name: psnr(load_upscaler(name, device="cpu").render(lr, dtype=np.uint8), hr, crop_border=4)
-        for name in ("efficient-x4", "compact-x4")
+        name: psnr(
+            load_upscaler(name, device="cpu").render(lr, dtype=np.uint8), hr, crop_border=scale
+        )
+        for name in (new, old)
     }
-    assert scores["efficient-x4"] > scores["compact-x4"], scores
+    assert scores[new] > scores[old], scores
 
 
 def test_efficient_x4_draws_thin_diagonal_lines_with_less_blocking_than_compact_x4() -> None:

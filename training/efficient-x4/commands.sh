@@ -73,7 +73,8 @@ OMP_NUM_THREADS=1 nohup setsid python -m srtool train training/recipes/efficient
     --data $D/T91 --data $D/BSD200 --data $D/BSDS500_test --data $D/DIV2K_test_LRx4 \
     --val $D/Set5 --out training/efficient-x4/finetune > runs/efficient_x4_ft.log 2>&1 &
 # 9) int8: quantisation-aware fine-tuning of the step-31000 model (the one shipped; its file is
-#    kept as checkpoints/step_0031000.safetensors), one thread
+#    kept as checkpoints/shipped_step_0031000.safetensors: a run prunes all but its newest three
+#    step_* files), one thread
 OMP_NUM_THREADS=1 nohup setsid python -m srtool train training/recipes/efficient_x4_qat.toml \
     --init-from training/efficient-x4/run/checkpoints/best.safetensors \
     --data $D/T91 --data $D/BSD200 --data $D/BSDS500_test --data $D/DIV2K_test_LRx4 \
@@ -97,3 +98,7 @@ python training/make_card.py efficient-x4 --eval training/efficient-x4/evaluate.
 # 11) sitting 5 then resumed the L1 run at step 31585 (one thread, the other core on efficient-x3)
 OMP_NUM_THREADS=1 nohup setsid python -m srtool train --resume --out training/efficient-x4/run \
     >> runs/efficient_x4.log 2>&1 &
+#     It ended with SIGINT after step 33476 (one thread); best Set5 validation 31.514 dB at
+#     step 33000 (32000: 31.513). The run continues from there:
+#   OMP_NUM_THREADS=1 nohup setsid python -m srtool train --resume \
+#       --out training/efficient-x4/run >> runs/efficient_x4.log 2>&1 &

@@ -7,7 +7,7 @@
 set -e
 export OMP_NUM_THREADS=2
 D=../shared/data
-CK=${CK:-training/efficient-x4/run/checkpoints/step_0031000.safetensors}
+CK=${CK:-training/efficient-x4/run/checkpoints/shipped_step_0031000.safetensors}
 QAT=${QAT:-training/efficient-x4/qat/checkpoints/best.safetensors}
 srtool export "$CK" -o exports/efficient-x4/model.onnx \
     --int8 $D/T91 --int8-eval $D/Set5 --int8-from "$QAT"

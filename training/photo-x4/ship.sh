@@ -4,7 +4,7 @@ set -e
 export OMP_NUM_THREADS=2
 D=../shared/data
 L=../shared/weights/lpips_alex_v0.1.safetensors
-CK=${CK:-training/photo-x4/gan/checkpoints/step_0000500.safetensors}
+CK=${CK:-training/photo-x4/gan/checkpoints/shipped_step_0000500.safetensors}
 cp "$CK" /tmp/photo-x4.safetensors
 srtool export /tmp/photo-x4.safetensors -o exports/photo-x4/model.onnx
 mv exports/photo-x4/model.md training/photo-x4/export.md

@@ -1,0 +1,25 @@
+# efficient-x3 (arch span, 48 features x 4 blocks x 2 re-parameterisable convs at x3, recipe
+# efficient_x3): started from the efficient-x4 L1 run's step-31000 weights (everything but the
+# pixel-shuffle tail, which starts fresh), on a 2-core "Intel(R) Xeon(R) Processor" machine, one
+# thread, the other core busy with efficient-x4 work. Run from the repository root with srtool
+# importable.
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+D=../shared/data
+# 1) sitting 1
+nohup setsid python -m srtool train training/recipes/efficient_x3.toml \
+    --init-from training/efficient-x4/run/checkpoints/best.safetensors \
+    --data $D/T91 --data $D/BSD200 --data $D/BSDS500_test --data $D/DIV2K_test_LRx4 \
+    --val $D/Set5 --out training/efficient-x3/run > runs/efficient_x3.log 2>&1 &
+# to continue it after a stop (kill -INT PID):
+#   nohup setsid python -m srtool train --resume --out training/efficient-x3/run \
+#       >> runs/efficient_x3.log 2>&1 &
+#    sitting 1 ended with SIGINT after step 3467 (one thread; best Set5 validation 33.60 dB at
+#    step 3000) and was resumed on two threads (the other process had stopped):
+OMP_NUM_THREADS=2 nohup setsid python -m srtool train --resume --out training/efficient-x3/run \
+    >> runs/efficient_x3.log 2>&1 &
+# 2) that ended with SIGINT after step 8029 of 32000; best Set5 validation 33.76 dB at step 8000
+#    (7000: 33.746, 6000: 33.728, 5000: 33.712, 4000: 33.68). Its checkpoint is shipped (kept
+#    under a name the run does not prune, checkpoints/shipped_step_0008000.safetensors):
+CK=training/efficient-x3/run/checkpoints/shipped_step_0008000.safetensors bash training/efficient-x3/ship.sh
+python training/make_card.py efficient-x3 --eval training/efficient-x3/evaluate.md \
+    --bench training/efficient-x3/bench.json --status "$(sed -n 3p exports/efficient-x3/card.md)"
