@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from srtool.evaluate.benchmarks import make_lr
 from srtool.infer import load_upscaler
 from srtool.infer.catalog import DEFAULT_MODEL_FOR_SCALE, shipped_models
 from srtool.infer.onnx_session import read_metadata
@@ -48,16 +49,17 @@ def test_shipped_model_beats_bicubic(name: str, photo: str) -> None:
     s = upscaler.scale
     hr, lr = _clean_pair(photo, s)
     sr = upscaler.render(lr, dtype=np.uint8)
-    bicubic = np.clip(np.round(imresize(lr, s)), 0, 255).astype(np.uint8)
+    bicubic = imresize(lr, s)  # uint8 in, uint8 out
     gain = psnr(sr, hr, crop_border=s) - psnr(bicubic, hr, crop_border=s)
     assert gain > 0.5, f"{name} on {photo}: {gain:+.2f} dB over bicubic"
 
 
 def _clean_pair(photo: str, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """A held-out photo (HR cropped to a multiple of ``scale``) and its bicubic LR."""
+    """A held-out photo (HR cropped to a multiple of ``scale``) and its LR by the evaluation
+    protocol (MATLAB bicubic on uint8)."""
     hr = np.asarray(Image.open(PHOTOS / photo).convert("RGB"))
     hr = hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale]
-    return hr, np.clip(np.round(imresize(hr, 1 / scale)), 0, 255).astype(np.uint8)
+    return hr, make_lr(hr, scale, photo)
 
 
 @pytest.mark.parametrize("photo", ["astronaut.png", "coffee.png"])
@@ -89,7 +91,7 @@ def test_efficient_x4_draws_thin_diagonal_lines_with_less_blocking_than_compact_
     for start in range(-256, 256, 24):
         pen.line([(start, 0), (start + 154, 256)], fill="black", width=4)
     hr = np.asarray(drawing)
-    lr = np.clip(np.round(imresize(hr, 0.25)), 0, 255).astype(np.uint8)
+    lr = make_lr(hr, 4, "lines")
     grid = {
         name: grid_ratio(load_upscaler(name, device="cpu").render(lr, dtype=np.uint8), hr, 4)
         for name in ("efficient-x4", "compact-x4")
@@ -116,7 +118,6 @@ def test_photo_x4_looks_closer_to_the_photo_than_bicubic(
     bicubic's with clean and with realistic LR, and below compact-x4's with realistic LR (on
     clean LR the two are close: BSD100 0.375 vs 0.379, this crop 0.161 vs 0.134, see the card);
     it draws no grid."""
-    from srtool.evaluate.benchmarks import make_lr
     from srtool.evaluate.grid import grid_ratio
     from srtool.evaluate.lpips import lpips_distance
 
@@ -125,7 +126,7 @@ def test_photo_x4_looks_closer_to_the_photo_than_bicubic(
     weights = shared_weights / "lpips_alex_v0.1.safetensors"
     photo = load_upscaler("photo-x4", device="cpu").render(lr, dtype=np.uint8)
     compact = load_upscaler("compact-x4", device="cpu").render(lr, dtype=np.uint8)
-    bicubic = np.clip(np.round(imresize(lr, 4)), 0, 255).astype(np.uint8)
+    bicubic = imresize(lr, 4)
     scores = {
         name: lpips_distance(img[4:-4, 4:-4], hr[4:-4, 4:-4], weights=weights)
         for name, img in (("photo", photo), ("compact", compact), ("bicubic", bicubic))
