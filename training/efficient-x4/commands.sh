@@ -102,3 +102,10 @@ OMP_NUM_THREADS=1 nohup setsid python -m srtool train --resume --out training/ef
 #     step 33000 (32000: 31.513). The run continues from there:
 #   OMP_NUM_THREADS=1 nohup setsid python -m srtool train --resume \
 #       --out training/efficient-x4/run >> runs/efficient_x4.log 2>&1 &
+# 12) sitting 6 brought the cosine tail forward: resumed at step 33476 with --steps 41000 (the
+#     learning rate, a function of the step and the total, fell from 2.5e-4 to 4.3e-5 and decays
+#     to 1e-6 at step 41000), one thread, the other core on efficient-x2:
+OMP_NUM_THREADS=1 nohup setsid python -m srtool train --resume --steps 41000 \
+    --out training/efficient-x4/run >> runs/efficient_x4.log 2>&1 &
+#     It ran at 3.4 s per step (0.59 s before) until step 33748: subnormal gradients. Stopped
+#     and resumed with flush-to-zero, which srtool train now sets on the CPU; 0.59 s per step.
