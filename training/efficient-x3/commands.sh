@@ -23,3 +23,5 @@ OMP_NUM_THREADS=2 nohup setsid python -m srtool train --resume --out training/ef
 CK=training/efficient-x3/run/checkpoints/shipped_step_0008000.safetensors bash training/efficient-x3/ship.sh
 python training/make_card.py efficient-x3 --eval training/efficient-x3/evaluate.md \
     --bench training/efficient-x3/bench.json --status "$(sed -n 3p exports/efficient-x3/card.md)"
+# 3) resumed at step 8029 on one thread and stopped with SIGINT after step 8159 (the cores went to
+#    efficient-x4 and efficient-x2); continue it with the same resume command.

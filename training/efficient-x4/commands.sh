@@ -109,3 +109,8 @@ OMP_NUM_THREADS=1 nohup setsid python -m srtool train --resume --steps 41000 \
     --out training/efficient-x4/run >> runs/efficient_x4.log 2>&1 &
 #     It ran at 3.4 s per step (0.59 s before) until step 33748: subnormal gradients. Stopped
 #     and resumed with flush-to-zero, which srtool train now sets on the CPU; 0.59 s per step.
+#     Stopped with SIGINT after step 39411 of 41000: Set5 validation stayed at 31.500-31.505 dB
+#     (34000: 31.500, 35000: 31.504, 36000: 31.504, 37000: 31.502, 38000: 31.505, 39000: 31.504),
+#     below the 31.514 of step 33000; the shipped step-31000 model stays. To finish the tail:
+#   OMP_NUM_THREADS=1 nohup setsid python -m srtool train --resume \
+#       --out training/efficient-x4/run >> runs/efficient_x4.log 2>&1 &
