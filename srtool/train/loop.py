@@ -43,6 +43,7 @@ from srtool.train.setup import (
     resolve_amp,
     resolve_numerics,
     stop_requests,
+    subnormals_as_zero,
 )
 from srtool.train.weights import ema_update
 
@@ -654,7 +655,7 @@ def train(
         raise DeviceError(f"--device {device}: no CUDA device is available (use --device cpu)")
     dist_info = sr_dist.init_distributed(dev_kind)
     try:
-        with stop_requests() as stop_event:
+        with stop_requests() as stop_event, subnormals_as_zero(dev_kind == "cpu"):
             t = _setup(
                 r, run, dist_info, data=data, val=val, device=device, resume=resume,
                 init_from=init_from, freeze=freeze, data_root=data_root,
