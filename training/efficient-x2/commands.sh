@@ -1,0 +1,43 @@
+# efficient-x2 (arch span, 48 features x 3 blocks x 2 re-parameterisable convs at x2, recipe
+# efficient_x2): the efficient-x4 network with one block fewer, started from the efficient-x4 L1
+# run's step-33000 weights (head, blocks 0-2, body tail and fuse; the pixel-shuffle tail starts
+# fresh), on a 2-core "Intel(R) Xeon(R) Processor" machine. Run from the repository root with
+# srtool importable.
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+D=../shared/data
+# 0) size by measured speed against compact-x2 (both cores idle, one onnxruntime thread):
+#    48x3x2 1.21x compact-x2's speed, 40x3x2 1.24x, 48x2x2 1.60x, 32x4x2 1.86x (recipe comment)
+python benchmarks/efficient_speed.py --scale 2 --baseline exports/compact-x2/model.onnx \
+    --span 48x2x2 48x3x2 40x3x2 32x4x2 --threads 1
+# 1) starting weights (kept as training/efficient-x2/init.safetensors)
+python training/efficient-x2/init_from_x4.py \
+    training/efficient-x4/run/checkpoints/best.safetensors training/efficient-x2/init.safetensors
+# 2) sitting 1: the recipe's 32,000-step schedule, shortened on resume to a schedule that ends in
+#    this sitting (the learning rate is a function of the step and the total: --steps on a resume
+#    moves the cosine tail). One thread, the other core on efficient-x4, until step 4095 (Set5
+#    validation: 1000: 35.09, 2000: 36.29, 3000: 36.81, 4000: 36.99 dB), then two threads.
+nohup setsid python -m srtool train training/recipes/efficient_x2.toml \
+    --init-from training/efficient-x2/init.safetensors \
+    --data $D/T91 --data $D/BSD200 --data $D/BSDS500_test --data $D/DIV2K_test_LRx4 \
+    --val $D/Set5 --out training/efficient-x2/run > runs/efficient_x2.log 2>&1 &
+#    (stopped at step 113 and 1304 with SIGINT, resumed with --steps 7000, then --steps 6000)
+nohup setsid python -m srtool train --resume --steps 6000 --out training/efficient-x2/run \
+    >> runs/efficient_x2.log 2>&1 &
+OMP_NUM_THREADS=2 nohup setsid python -m srtool train --resume --steps 6500 \
+    --out training/efficient-x2/run >> runs/efficient_x2.log 2>&1 &
+# 3) at step 5227 (Set5 validation 37.07 dB at step 5000; `srtool evaluate` of step 5000: Set14
+#    32.61, BSD100 31.56 against compact-x2's 32.78 / 31.73) the shortened schedule could not
+#    catch compact-x2 in that sitting; the total was set to 16,000 (the learning rate went from
+#    6e-5 back up to 3.8e-4, a warm restart), two threads, 1.6 steps/s:
+OMP_NUM_THREADS=2 nohup setsid python -m srtool train --resume --steps 16000 \
+    --out training/efficient-x2/run >> runs/efficient_x2.log 2>&1 &
+#    Stopped with SIGINT after step 8015 (Set5 validation 6000: 37.05, 7000: 37.22, 8000: 37.29).
+#    `srtool evaluate --model training/efficient-x2/run/checkpoints/best.safetensors --bench Set5
+#    --bench Set14 --bench BSD100 --scale 2 --data-root ../shared/data` (step 8000): 37.29 / 32.82 /
+#    31.72 against compact-x2's 37.13 / 32.78 / 31.73: not yet above it on BSD100, so not shipped.
+#    Continue with:
+#   OMP_NUM_THREADS=2 nohup setsid python -m srtool train --resume \
+#       --out training/efficient-x2/run >> runs/efficient_x2.log 2>&1 &
+# 4) ship when it beats compact-x2 on all three sets (CK: the checkpoint, copied to a
+#    checkpoints/shipped_step_* name first):
+#   CK=... NAME=efficient-x2 SCALE=2 BASELINE=compact-x2 bash training/ship.sh
