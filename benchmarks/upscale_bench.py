@@ -11,6 +11,8 @@ and the ratios pipeline/session and pipeline/torch, all measured in one run.
     python benchmarks/upscale_bench.py --images ../shared/data/BSD100 --count 20
     python benchmarks/upscale_bench.py --model exports/compact-x4/model.onnx   # no torch row
     python benchmarks/upscale_bench.py --big 2000x1500   # peak memory on one large photo
+    python benchmarks/upscale_bench.py --model exports/efficient-x4/model.onnx \
+        --png-level 0   # PNG stored without deflate: what the rest of the host path costs
     python benchmarks/upscale_bench.py --model exports/compact-x4/model.onnx --photo 2000x1500 \
         --repeat 1   # pipeline/session on one large photo instead of the folder
     python benchmarks/upscale_bench.py --model exports/compact-x4/model.onnx --threads 1 \\
@@ -34,12 +36,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import srtool.imageio.write
 from srtool.cli._app import parse_tile
 from srtool.environment import cpu_name
-from srtool.infer import load_upscaler
+from srtool.imageio import PNG_COMPRESS_LEVEL
+from srtool.infer import load_upscaler, plan_upscale
 from srtool.infer.jobs import collect_jobs
 from srtool.infer.onnx_session import cpu_thread_count
-from srtool.infer.pipeline import run_batch
+from srtool.infer.pipeline import cpu_worker_count, run_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,18 +62,33 @@ def build_network(args: argparse.Namespace, folder: Path):
     return net, path
 
 
-def bench_pipeline(model_path: Path, images: Path, count: int, tile: str, out: Path) -> dict:
-    upscaler = load_upscaler(str(model_path), device="cpu", tile=parse_tile(tile))
-    jobs = collect_jobs(images, out)[:count]
-    run_batch(jobs[:1], upscaler)  # warm-up: session and allocator
+def bench_pipeline(
+    model_path: Path,
+    images: Path,
+    count: int,
+    tile: str,
+    out: Path,
+    fmt: str = "keep",
+    workers: int | None = None,
+) -> dict:
+    """`srtool upscale`'s plan and batch: ``workers`` CPU workers, or as many as it would pick."""
+    jobs = collect_jobs(images, out, fmt=fmt)[:count]
+    workers = workers or cpu_worker_count(jobs)
+    upscalers = list(
+        plan_upscale(
+            str(model_path), device="cpu", tile=parse_tile(tile), cpu_workers=workers
+        ).upscalers
+    )
+    run_batch(jobs[: len(upscalers)], upscalers)  # warm-up: sessions and allocators
     shutil.rmtree(out, ignore_errors=True)
-    summary = run_batch(jobs, upscaler)
+    summary = run_batch(jobs, upscalers)
     assert not summary.failed, summary.failed
     return {
         "mpix_s": summary.megapixels_per_second,
         "files": summary.done,
         "seconds": summary.seconds,
         "output_mpix": summary.output_megapixels,
+        "workers": len(upscalers),
     }
 
 
@@ -204,7 +223,13 @@ def _upscale_peak_mib(command: list[str]) -> tuple[float, float]:
 
 
 def bench_memory(
-    model_path: Path, sizes: list[str], folder: Path, photo: Path, tile: str, threads: int | None
+    model_path: Path,
+    sizes: list[str],
+    folder: Path,
+    photo: Path,
+    tile: str,
+    threads: int | None,
+    workers: int | None = None,
 ) -> dict:
     """Peak resident memory of ``srtool upscale`` per input size, against the decoded bytes of
     one input and its output (width x height x 3 samples of 1 byte, or 2 for 16-bit). A size is
@@ -236,6 +261,8 @@ def bench_memory(
         command += ["--model", str(model_path), "--device", "cpu", "--tile", tile, "--quiet"]
         if threads:
             command += ["--threads", str(threads)]
+        if workers:
+            command += ["--workers", str(workers)]
         peak, seconds = _upscale_peak_mib(command)
         input_mib = width * height * 3 * sample_bytes / 2**20
         output_mib = input_mib * scale**2
@@ -254,12 +281,19 @@ def bench_memory(
         decoded = row["input_mib"] + row["output_mib"]
         row["peak_per_decoded"] = row["peak_rss_mib"] / decoded
         row["above_start_up_per_decoded"] = (row["peak_rss_mib"] - start_up) / decoded
-    return {"tile": tile, "scale": scale, "start_up_mib": start_up, "sizes": rows[1:]}
+    return {
+        "tile": tile,
+        "scale": scale,
+        "workers": workers,
+        "start_up_mib": start_up,
+        "sizes": rows[1:],
+    }
 
 
 def print_memory(memory: dict) -> None:
     print(
         f"peak RSS of `srtool upscale --tile {memory['tile']}` (fresh process, x{memory['scale']},"
+        f" --workers {memory.get('workers') or 'auto'},"
         f" PNG in and out); start-up (one 64x48 input): {memory['start_up_mib']:.0f} MiB; "
         "in+out: decoded bytes of one input and its output"
     )
@@ -308,8 +342,27 @@ def main() -> int:
         help="pipeline and session alternate this many times; the medians count (a busy "
         "machine then slows both alike)",
     )
+    parser.add_argument(
+        "--format",
+        default="keep",
+        help="output format of the pipeline row, as `srtool upscale --format`",
+    )
+    parser.add_argument(
+        "--png-level",
+        type=int,
+        help=f"zlib level of the pipeline's PNG files instead of srtool's {PNG_COMPRESS_LEVEL}; "
+        "0 stores them without deflate, which leaves the rest of the host path",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="CPU workers of the pipeline row and of --memory, as `srtool upscale --workers` "
+        "(default: its choice)",
+    )
     parser.add_argument("--json", type=Path, help="write the numbers here too")
     args = parser.parse_args()
+    if args.png_level is not None:
+        srtool.imageio.write.PNG_COMPRESS_LEVEL = args.png_level
 
     if args.memory:
         with tempfile.TemporaryDirectory() as tmp:
@@ -317,7 +370,13 @@ def main() -> int:
             model_path = args.model or build_network(args, folder)[1]
             photo = sorted(p for p in args.images.iterdir() if p.suffix.lower() == ".png")[0]
             memory = bench_memory(
-                model_path, args.memory.split(","), folder, photo, args.tile, args.threads
+                model_path,
+                args.memory.split(","),
+                folder,
+                photo,
+                args.tile,
+                args.threads,
+                args.workers,
             )
         print(f"model: {model_path.name}  cpu: {cpu_name()}")
         print_memory(memory)
@@ -354,7 +413,15 @@ def main() -> int:
             shutil.rmtree(folder / "out", ignore_errors=True)
             rounds.append(
                 (
-                    bench_pipeline(model_path, args.images, args.count, args.tile, folder / "out"),
+                    bench_pipeline(
+                        model_path,
+                        args.images,
+                        args.count,
+                        args.tile,
+                        folder / "out",
+                        args.format,
+                        args.workers,
+                    ),
                     bench_session(model_path, height, width, args.repeat),
                 )
             )
@@ -369,11 +436,12 @@ def main() -> int:
     pipe = results["pipeline"]["mpix_s"]
     print(
         f"model: {model_path.name}  images: {len(images)} from {args.images}  "
-        f"cores: {cpu_thread_count()}"
+        f"cores: {cpu_thread_count()}  output format: {args.format}  png level: "
+        f"{srtool.imageio.write.PNG_COMPRESS_LEVEL}"
     )
     print(
         f"pipeline  {pipe:7.3f} output MPix/s  ({results['pipeline']['output_mpix']:.1f} MPix in "
-        f"{results['pipeline']['seconds']:.1f} s)"
+        f"{results['pipeline']['seconds']:.1f} s, {results['pipeline']['workers']} worker(s))"
     )
     session = results["session"]["mpix_s"]
     print(f"session   {session:7.3f} output MPix/s  (one {width}x{height} tensor)")

@@ -138,3 +138,30 @@ def test_png_encode_benchmark_compares_the_two_writers(tmp_path: Path) -> None:
     pixels = np.asarray(Image.open(photo).convert("RGB"))
     write_image(tmp_path / "out.png", Picture(pixels))
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), pixels)
+
+
+def test_upscale_benchmark_runs_the_cli_plan(tmp_path: Path, tiny_model_x2: Path) -> None:
+    """``benchmarks/upscale_bench.py`` over 8 real-image crops: the pipeline row runs the CPU
+    workers asked for, at the PNG level asked for, against the bare session."""
+    import subprocess
+
+    photo = Path(__file__).parent / "data" / "photos" / "coffee.png"
+    folder = tmp_path / "images"
+    folder.mkdir()
+    with Image.open(photo) as image:
+        for i in range(8):
+            image.convert("RGB").crop((8 * i, 0, 8 * i + 48, 40)).save(folder / f"c{i}.png")
+    numbers = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "upscale_bench.py"), "--model", str(tiny_model_x2),
+         "--images", str(folder), "--count", "8", "--workers", "2", "--png-level", "0",
+         "--rounds", "1", "--repeat", "1", "--json", str(numbers)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "png level: 0" in run.stdout and "2 worker(s)" in run.stdout
+    results = json.loads(numbers.read_text())
+    assert results["pipeline"]["files"] == 8 and results["pipeline"]["workers"] == 2
+    assert results["pipeline"]["mpix_s"] > 0 and results["session"]["mpix_s"] > 0

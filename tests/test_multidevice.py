@@ -15,12 +15,21 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+import srtool.infer
 from srtool.cli import app
 from srtool.errors import DeviceError, UsageError
 from srtool.infer import load_upscaler, onnx_session, plan_upscale
+from srtool.infer import upscaler as upscaler_module
 from srtool.infer.jobs import Job, collect_jobs, in_shard, parse_shard, shard_jobs
 from srtool.infer.onnx_session import expand_devices
-from srtool.infer.pipeline import BatchInterrupted, BatchOptions, run_batch
+from srtool.infer.pipeline import (
+    CPU_WORKER_MIN_FILES,
+    BatchInterrupted,
+    BatchOptions,
+    cpu_worker_count,
+    run_batch,
+)
+from srtool.infer.upscaler import auto_tile_size
 
 runner = CliRunner()
 
@@ -289,3 +298,81 @@ def test_cli_bad_shard_is_a_usage_error(photos: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["upscale", str(photos), str(tmp_path / "o"), "--shard", "4/4"])
     assert result.exit_code == 2
     assert "expected K/N with 0 <= K < N" in result.output
+
+
+# ------------------------------------------------------------------------ CPU workers
+
+
+def _job(name: str, fmt: str = "png", conflict: str | None = None) -> Job:
+    return Job(Path(name), Path("out") / name, name, fmt, conflict)
+
+
+def test_cpu_worker_count_splits_only_batches_of_many_images() -> None:
+    images = [_job(f"p{i}.png") for i in range(CPU_WORKER_MIN_FILES)]
+    assert cpu_worker_count(images, cores=2) == 2
+    assert cpu_worker_count(images, cores=16) == 2
+    assert cpu_worker_count(images, cores=1) == 1
+    assert cpu_worker_count(images[:-1], cores=2) == 1
+    clash = _job("clash.png", conflict="two inputs write it")
+    assert cpu_worker_count([*images[:-1], clash], cores=2) == 1  # not a file that runs
+    assert cpu_worker_count([*images, _job("clip.mp4", "video")], cores=2) == 1
+
+
+def test_plan_splits_threads_and_memory_between_cpu_workers(
+    tiny_model_x2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = plan_upscale(str(tiny_model_x2), device="cpu", threads=4, cpu_workers=2)
+    assert len(plan.upscalers) == 2 and plan.upscaler is plan.upscalers[0]
+    assert plan.upscalers[0].model.session is not plan.upscalers[1].model.session
+    for worker in plan.upscalers:
+        assert worker.model.session.get_session_options().intra_op_num_threads == 2
+    free = 256 * 1024**2
+    monkeypatch.setattr(upscaler_module, "free_memory_bytes", lambda *args: free)
+    info = plan.upscaler.info
+    assert plan.upscaler.tile_for(4000, 4000) == auto_tile_size(info, "cpu", free // 2, 1)
+    assert auto_tile_size(info, "cpu", free // 2, 1) < auto_tile_size(info, "cpu", free, 1)
+    # never more workers than threads
+    assert (
+        len(plan_upscale(str(tiny_model_x2), device="cpu", threads=1, cpu_workers=2).upscalers) == 1
+    )
+    with pytest.raises(UsageError, match="--workers"):
+        plan_upscale(str(tiny_model_x2), device="cpu", cpu_workers=0)
+
+
+def test_cli_cpu_workers_write_the_same_files_as_one(
+    photos: Path, tmp_path: Path, tiny_model_x2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[int] = []
+    plan = srtool.infer.plan_upscale
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        asked.append(kwargs["cpu_workers"])
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(srtool.infer, "plan_upscale", spy)
+    outputs = {}
+    for workers in ("1", "2", None):
+        out = tmp_path / f"out{workers}"
+        command = ["upscale", str(photos), str(out), "-m", str(tiny_model_x2), "--threads", "2"]
+        result = runner.invoke(app, command + (["--workers", workers] if workers else []))
+        assert result.exit_code == 0, result.output
+        assert "8 done, 0 skipped, 0 failed" in result.output
+        outputs[workers] = _pixels(out)
+    expected_default = cpu_worker_count(collect_jobs(photos, tmp_path / "x"))
+    assert asked == [1, 2, expected_default]
+    assert outputs["1"].keys() == outputs["2"].keys() == outputs[None].keys()
+    for name, pixels in outputs["1"].items():
+        assert np.array_equal(pixels, outputs["2"][name])
+        assert np.array_equal(pixels, outputs[None][name])
+
+
+def test_cli_workers_are_for_the_cpu(photos: Path, tmp_path: Path, tiny_model_x2: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["upscale", str(photos), str(tmp_path / "o"), "-m", str(tiny_model_x2),
+         "--device", "cuda", "--workers", "2"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "--workers is for CPU inference" in errors[0]
+    assert not (tmp_path / "o").exists()

@@ -278,6 +278,16 @@ def upscale(
             rich_help_panel="Tiling and performance",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="CPU inference workers, each a session on its share of the threads taking its "
+            "own files (default: 2 for 8 or more images on 2+ cores, else 1).",
+            rich_help_panel="Tiling and performance",
+        ),
+    ] = None,
     verbose: VerboseOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -300,6 +310,7 @@ def upscale(
             BatchInterrupted,
             BatchOptions,
             check_output_writable,
+            cpu_worker_count,
             run_batch,
         )
         from srtool.infer.video import VideoOptions, describe_encoder
@@ -307,6 +318,10 @@ def upscale(
         tile_size = parse_tile(tile)
         shard_of = parse_shard(shard) if shard is not None else None
         expand_devices(device)  # a bad device list fails now, before any file is listed
+        if workers is not None and device.lower().startswith("cuda"):
+            raise UsageError(
+                "--workers is for CPU inference; for several GPUs use --device cuda:0,1"
+            )
         check_outscale(outscale)
         fit = (width, height) if width is not None or height is not None else None
         if fit is not None and outscale is not None:
@@ -318,7 +333,7 @@ def upscale(
         left_out: list[tuple[str, str]] = []  # files of the folder that are not inputs
         video = VideoOptions(codec=codec.lower() if codec else None, crf=crf)
 
-        def load_plan() -> UpscalePlan:
+        def load_plan(cpu_workers: int = 1) -> UpscalePlan:
             return plan_upscale(
                 model,
                 scale=scale,
@@ -330,6 +345,7 @@ def upscale(
                 fp16=fp16,
                 threads=threads,
                 int8=int8,
+                cpu_workers=cpu_workers,
             )
 
         # --name may name the model and its scale: then the model loads before the files are
@@ -371,8 +387,9 @@ def upscale(
         # which encoder the videos get (a UsageError when --codec has none in this build)
         has_video = any(job.format == "video" and not job.conflict for job in jobs)
         video_notice = (describe_encoder(video),) if has_video else ()
-        if plan is None:
-            plan = load_plan()
+        cpu_workers = workers if workers is not None else cpu_worker_count(jobs)
+        if plan is None or (cpu_workers > 1 and plan.upscaler.model.device == "cpu"):
+            plan = load_plan(cpu_workers)
         options = BatchOptions(
             outscale=plan.outscale,
             alpha_mode=alpha,

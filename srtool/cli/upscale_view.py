@@ -133,13 +133,16 @@ class RichObserver:
 
 
 def _devices(upscaler: Upscaler | Sequence[Upscaler]) -> str:
-    """``cpu``, ``cuda`` or, for several devices, ``cuda:0,1``."""
+    """``cpu``, ``cuda`` or, for several devices, ``cuda:0,1`` (``cpu, 2 workers`` for CPU
+    workers)."""
     upscalers = list(upscaler) if isinstance(upscaler, (list, tuple)) else [upscaler]
     if len(upscalers) == 1:
         return upscalers[0].model.device
     indices = [str(u.model.device_index) for u in upscalers if u.model.device == "cuda"]
     if len(indices) == len(upscalers):
         return "cuda:" + ",".join(indices)
+    if all(u.model.device == "cpu" for u in upscalers):
+        return f"cpu, {len(upscalers)} workers"
     return ", ".join(u.model.device for u in upscalers)
 
 

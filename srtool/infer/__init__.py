@@ -73,6 +73,7 @@ def plan_upscale(
     fp16: bool = False,
     threads: int | None = None,
     int8: bool = False,
+    cpu_workers: int = 1,
 ) -> UpscalePlan:
     """The model and the final size for a shipped model name, an ONNX path, or the shipped default
     for ``scale`` (4 when unset).
@@ -81,18 +82,31 @@ def plan_upscale(
     scale, and the plan's ``outscale`` resizes its output to the scale asked for; an explicit
     ``outscale`` keeps the exact-model rule. ``tile``: None sizes tiles from free memory, ``0``
     runs whole images. ``device`` may list several GPUs (``cuda:0,1``, ``cuda:all``): then the
-    plan holds one upscaler per device (``upscalers``), for ``run_batch``.
+    plan holds one upscaler per device (``upscalers``), for ``run_batch``. ``cpu_workers``: when
+    the model runs on the CPU, that many upscalers share its threads (``threads`` or every core)
+    and its memory, each taking its own files in ``run_batch`` (see
+    :func:`~srtool.infer.pipeline.cpu_worker_count`); never more workers than threads.
     """
-    from srtool.infer.onnx_session import expand_devices
+    from srtool.errors import UsageError
+    from srtool.infer.onnx_session import cpu_thread_count, expand_devices
 
     devices = expand_devices(device)  # a bad list fails before the model is looked up
     ref = resolve_model(model, scale, fp16=fp16, int8=int8, allow_other_scale=outscale is None)
+    if cpu_workers < 1:
+        raise UsageError("--workers must be at least 1")
     upscalers = tuple(
         _open(ref, model, scale, one, tile, overlap, batch, threads) for one in devices
     )
     if ref.stands_in_for is not None:
         outscale = float(ref.stands_in_for)
     notices = tuple(n for n in (ref.notice, *upscalers[0].model.notices) if n)
+    total = threads or cpu_thread_count()
+    workers = min(cpu_workers, total)
+    if workers > 1 and len(upscalers) == 1 and upscalers[0].model.device == "cpu":
+        upscalers = tuple(
+            _open(ref, model, scale, "cpu", tile, overlap, batch, total // workers, 1 / workers)
+            for _ in range(workers)
+        )
     return UpscalePlan(upscalers[0], outscale, notices, upscalers)
 
 
@@ -123,6 +137,7 @@ def _open(
     overlap: int,
     batch: int | None,
     threads: int | None,
+    memory_share: float = 1.0,
 ) -> Upscaler:
     from srtool.errors import UsageError
     from srtool.infer.onnx_session import parse_device
@@ -138,7 +153,7 @@ def _open(
             f"{ref.name} is a x{onnx_model.info.scale} model but --scale {scale} was given; "
             "use --outscale for a different final size"
         )
-    return Upscaler(onnx_model, tile=tile, overlap=overlap, batch=batch)
+    return Upscaler(onnx_model, tile=tile, overlap=overlap, batch=batch, memory_share=memory_share)
 
 
 def _base_name(ref: ModelRef, path: Path) -> str:

@@ -177,7 +177,8 @@ class Upscaler:
     windows of at most NxN input pixels. ``overlap``: input pixels shared by neighbouring windows.
     ``batch``: windows per session call (``None``: 1 on CPU, where batching does not help, and
     several on CUDA). On out-of-memory the batch, then the tile, is halved and the image retried;
-    the smaller setting is kept for the rest of the run.
+    the smaller setting is kept for the rest of the run. ``memory_share``: the fraction of free
+    memory automatic tiles may plan with (workers that run side by side split it).
     """
 
     def __init__(
@@ -187,6 +188,7 @@ class Upscaler:
         tile: int | None = None,
         overlap: int = DEFAULT_OVERLAP,
         batch: int | None = None,
+        memory_share: float = 1.0,
     ) -> None:
         if tile is not None and tile < 0:
             raise UsageError("--tile must be 0 (whole image), a positive size, or auto")
@@ -199,6 +201,7 @@ class Upscaler:
         default_batch = DEFAULT_CUDA_BATCH if model.device == "cuda" else 1
         self._settings = _Settings(tile=tile, batch=batch or default_batch)
         self._free_bytes: int | None = None
+        self._memory_share = memory_share  # of free memory, when workers share it
         self._capped_tile = False  # warned once that a tile was cut to the tensor limit
         self._batch_buffer = np.empty((0,), dtype=np.float32)
 
@@ -215,7 +218,8 @@ class Upscaler:
         tile = self._settings.tile
         if tile is None:
             if self._free_bytes is None:
-                self._free_bytes = free_memory_bytes(self.model.device, self.model.device_index)
+                free = free_memory_bytes(self.model.device, self.model.device_index)
+                self._free_bytes = int(free * self._memory_share)
             tile = auto_tile_size(
                 self.info, self.model.device, self._free_bytes, self._settings.batch
             )
