@@ -331,6 +331,9 @@ def test_plan_splits_threads_and_memory_between_cpu_workers(
     info = plan.upscaler.info
     assert plan.upscaler.tile_for(4000, 4000) == auto_tile_size(info, "cpu", free // 2, 1)
     assert auto_tile_size(info, "cpu", free // 2, 1) < auto_tile_size(info, "cpu", free, 1)
+    odd = plan_upscale(str(tiny_model_x2), device="cpu", threads=3, cpu_workers=2).upscalers
+    threads = [w.model.session.get_session_options().intra_op_num_threads for w in odd]
+    assert threads == [2, 1]  # every thread used
     # never more workers than threads
     assert (
         len(plan_upscale(str(tiny_model_x2), device="cpu", threads=1, cpu_workers=2).upscalers) == 1

@@ -103,9 +103,10 @@ def plan_upscale(
     total = threads or cpu_thread_count()
     workers = min(cpu_workers, total)
     if workers > 1 and len(upscalers) == 1 and upscalers[0].model.device == "cpu":
+        shares = [total // workers + (i < total % workers) for i in range(workers)]  # 3 -> 2, 1
         upscalers = tuple(
-            _open(ref, model, scale, "cpu", tile, overlap, batch, total // workers, 1 / workers)
-            for _ in range(workers)
+            _open(ref, model, scale, "cpu", tile, overlap, batch, share, 1 / workers)
+            for share in shares
         )
     return UpscalePlan(upscalers[0], outscale, notices, upscalers)
 
