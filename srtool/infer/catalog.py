@@ -40,7 +40,7 @@ __all__ = [
 
 log = logging.getLogger("srtool")
 
-DEFAULT_MODEL_FOR_SCALE = {2: "compact-x2", 3: "efficient-x3", 4: "efficient-x4"}
+DEFAULT_MODEL_FOR_SCALE = {2: "efficient-x2", 3: "efficient-x3", 4: "efficient-x4"}
 MODEL_FILE = "model.onnx"
 
 
