@@ -25,3 +25,8 @@ python training/make_card.py efficient-x3 --eval training/efficient-x3/evaluate.
     --bench training/efficient-x3/bench.json --status "$(sed -n 3p exports/efficient-x3/card.md)"
 # 3) resumed at step 8029 on one thread and stopped with SIGINT after step 8159 (the cores went to
 #    efficient-x4 and efficient-x2); continue it with the same resume command.
+# 4) resumed at step 8159 on two threads (about 1.6 steps/s alone) and stopped with SIGINT after
+#    step 10192; Set5 validation 9000: 33.766, 10000: 33.770 (best), against 33.759 at the
+#    shipped step 8000: not re-shipped for +0.01 dB. Continue with:
+OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 nohup setsid python -m srtool train --resume \
+    --out training/efficient-x3/run >> runs/efficient_x3.log 2>&1 &
