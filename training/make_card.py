@@ -34,11 +34,21 @@ FSRCNN = {
 }
 
 
-def _metrics(run: RunDir) -> tuple[list[dict], list[dict]]:
-    rows = run.read_metrics()
+def _metrics(run: RunDir, shipped_step: int) -> tuple[list[dict], list[dict]]:
+    """Training and validation rows up to the shipped checkpoint's step: the run may have gone
+    on since, and the card describes the weights it ships."""
+    rows = [r for r in run.read_metrics() if r["step"] <= shipped_step]
     train = [r for r in rows if "loss_g" in r]
     val = [r for r in rows if "val_psnr" in r]
     return train, val
+
+
+def _shipped_step(export_card: str) -> int:
+    """The step of the exported checkpoint, from the training metadata in its export card."""
+    for line in export_card.splitlines():
+        if line.startswith("| training | `"):
+            return int(json.loads(line.split("`")[1])["step"])
+    raise SystemExit("export.md has no training metadata: export a training checkpoint")
 
 
 def _export_sections(model_card: str) -> str:
@@ -57,8 +67,11 @@ def render(name: str, evaluate_md: Path, bench_json: Path, status: str) -> str:
     recipe = run.recipe_path.read_text(encoding="utf-8").strip()
     args = run.read_args()
     commands = (folder / "commands.sh").read_text(encoding="utf-8").strip()
-    train, val = _metrics(run)
-    best = max(val, key=lambda r: r["val_psnr"])
+    shipped = _shipped_step(export_card)
+    train, val = _metrics(run, shipped)
+    best = next((r for r in val if r["step"] == shipped), None) or max(
+        val, key=lambda r: r["val_psnr"]
+    )
     last = train[-1]
     scale = int(
         next(line for line in recipe.splitlines() if line.startswith("scale")).split("=")[1]
