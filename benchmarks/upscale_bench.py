@@ -68,11 +68,10 @@ def bench_pipeline(
     count: int,
     tile: str,
     out: Path,
-    fmt: str = "keep",
     workers: int | None = None,
 ) -> dict:
     """`srtool upscale`'s plan and batch: ``workers`` CPU workers, or as many as it would pick."""
-    jobs = collect_jobs(images, out, fmt=fmt)[:count]
+    jobs = collect_jobs(images, out)[:count]
     workers = workers or cpu_worker_count(jobs)
     upscalers = list(
         plan_upscale(
@@ -343,11 +342,6 @@ def main() -> int:
         "machine then slows both alike)",
     )
     parser.add_argument(
-        "--format",
-        default="keep",
-        help="output format of the pipeline row, as `srtool upscale --format`",
-    )
-    parser.add_argument(
         "--png-level",
         type=int,
         help=f"zlib level of the pipeline's PNG files instead of srtool's {PNG_COMPRESS_LEVEL}; "
@@ -419,7 +413,6 @@ def main() -> int:
                         args.count,
                         args.tile,
                         folder / "out",
-                        args.format,
                         args.workers,
                     ),
                     bench_session(model_path, height, width, args.repeat),
@@ -436,7 +429,7 @@ def main() -> int:
     pipe = results["pipeline"]["mpix_s"]
     print(
         f"model: {model_path.name}  images: {len(images)} from {args.images}  "
-        f"cores: {cpu_thread_count()}  output format: {args.format}  png level: "
+        f"cores: {cpu_thread_count()}  png level: "
         f"{srtool.imageio.write.PNG_COMPRESS_LEVEL}"
     )
     print(

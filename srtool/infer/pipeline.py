@@ -230,9 +230,9 @@ def cpu_worker_count(jobs: Sequence[Job], cores: int | None = None) -> int:
 
     One session spreads each layer of one image over all cores and waits at every layer for the
     slowest; with the encoder taking turns on the same cores, that wait grows. Two sessions on
-    their own files never wait for each other: on 2 cores they gave 6-15 % more output MPix/s
-    on folders of small photos (README, performance). A video runs on one worker's cores, so a
-    batch with one keeps a single worker.
+    their own files never wait for each other: on 2 cores they gave 7-9 % more output MPix/s
+    with efficient-x4 on folders of photos (README, performance). A video runs on one worker's
+    cores, so a batch with one keeps a single worker.
     """
     if cores is None:
         from srtool.infer.onnx_session import cpu_thread_count
