@@ -1,11 +1,18 @@
-"""PNG encoding speed and size: srtool's writer against Pillow at the same zlib level.
+"""PNG encoding speed and size: srtool's writer against OpenCV and Pillow.
 
-    python benchmarks/png_encode.py IMAGE [IMAGE ...] [--rounds 5]
+    python benchmarks/png_encode.py IMAGE [IMAGE ...] [--rounds 3] [--level N]
 
 For each image (use real upscaled outputs: encoders behave differently on smooth and on noisy
-pixels) prints megapixels per second and kilobytes for Pillow ``compress_level=1`` (adaptive
-row filters) and for ``srtool.imageio.write_image`` (OpenCV, see ``_png_params``), and the
-ratios, with the CPU name. One thread; compare numbers from one run only.
+pixels) and for all of them together, prints megapixels per second and kilobytes for
+
+- ``srtool``: :func:`srtool.imageio.png.encode_png` (Average rows, zlib-ng at
+  ``PNG_COMPRESS_LEVEL`` or ``--level``), as ``write_image`` uses it;
+- ``opencv``: libpng with Paeth rows, zlib level 1 and run-length matching (srtool's writer
+  before its own encoder);
+- ``pillow``: Pillow at ``compress_level=1`` (adaptive row filters);
+
+and srtool's speed and size as ratios of OpenCV's, with the CPU name. One thread; compare numbers
+from one run only.
 """
 
 from __future__ import annotations
@@ -13,24 +20,52 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from srtool.environment import cpu_name
-from srtool.imageio import Picture, read_image, write_image
+from srtool.imageio import png as srtool_png
+from srtool.imageio import read_image
 from srtool.imageio.formats import PNG_COMPRESS_LEVEL
 
 
-def _timed(encode, rounds: int) -> tuple[float, int]:
-    encode()
+def _plain(pixels: np.ndarray) -> np.ndarray:
+    """Grey as a 2-D array (what OpenCV and Pillow take for one channel), colour as it is."""
+    return pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
+
+
+def _opencv(pixels: np.ndarray) -> int:
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY]
+    params += [cv2.IMWRITE_PNG_STRATEGY_RLE]
+    if hasattr(cv2, "IMWRITE_PNG_FILTER"):
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(_plain(pixels[:, :, ::-1])), params)
+    assert ok
+    return len(buffer)
+
+
+def _pillow(pixels: np.ndarray) -> int:
+    buffer = io.BytesIO()
+    Image.fromarray(_plain(pixels)).save(buffer, "PNG", compress_level=1)
+    return len(buffer.getvalue())
+
+
+def _srtool(pixels: np.ndarray) -> int:
+    return len(srtool_png.encode_png(pixels))
+
+
+ENCODERS = {"srtool": _srtool, "opencv": _opencv, "pillow": _pillow}
+
+
+def _timed(encode, pixels: np.ndarray, rounds: int) -> tuple[float, int]:
     times, size = [], 0
     for _ in range(rounds):
         start = time.perf_counter()
-        size = encode()
+        size = encode(pixels)
         times.append(time.perf_counter() - start)
     return statistics.median(times), size
 
@@ -38,32 +73,35 @@ def _timed(encode, rounds: int) -> tuple[float, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="+", type=Path)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--level", type=int, default=PNG_COMPRESS_LEVEL, help="srtool's level")
     args = parser.parse_args()
-    print(f"CPU: {cpu_name()}")
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "out.png"
-        for path in args.images:
-            pixels = np.asarray(read_image(path).pixels)
-            mpix = pixels.shape[0] * pixels.shape[1] / 1e6
-
-            def pillow(pixels: np.ndarray = pixels) -> int:
-                buffer = io.BytesIO()
-                Image.fromarray(pixels).save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
-                return len(buffer.getvalue())
-
-            def srtool(pixels: np.ndarray = pixels) -> int:
-                write_image(target, Picture(pixels))
-                return target.stat().st_size
-
-            t_pil, s_pil = _timed(pillow, args.rounds)
-            t_srt, s_srt = _timed(srtool, args.rounds)
-            print(
-                f"{path.name}: {pixels.shape[1]}x{pixels.shape[0]}  "
-                f"Pillow {mpix / t_pil:5.1f} MPix/s {s_pil / 1e3:7.0f} kB  "
-                f"srtool {mpix / t_srt:5.1f} MPix/s {s_srt / 1e3:7.0f} kB  "
-                f"speed x{t_pil / t_srt:.2f}, size x{s_srt / s_pil:.2f}"
-            )
+    srtool_png.PNG_COMPRESS_LEVEL = args.level
+    cv2.setNumThreads(1)
+    print(f"CPU: {cpu_name()}; srtool PNG level {args.level}")
+    total = {name: [0.0, 0] for name in ENCODERS}
+    mpix_total = 0.0
+    for path in args.images:
+        pixels = np.ascontiguousarray(read_image(path).pixels)
+        if pixels.dtype != np.uint8:
+            print(f"{path.name}: skipped (not 8-bit)")
+            continue
+        mpix = pixels.shape[0] * pixels.shape[1] / 1e6
+        mpix_total += mpix
+        line = [f"{path.name}: {pixels.shape[1]}x{pixels.shape[0]}"]
+        for name, encode in ENCODERS.items():
+            seconds, size = _timed(encode, pixels, args.rounds)
+            total[name][0] += seconds
+            total[name][1] += size
+            line.append(f"{name} {mpix / seconds:5.1f} MPix/s {size / 1e3:7.0f} kB")
+        print("  ".join(line))
+    if mpix_total:
+        rows = [
+            f"{n} {mpix_total / t:5.1f} MPix/s {s / 1e3:8.0f} kB" for n, (t, s) in total.items()
+        ]
+        (t_srt, s_srt), (t_cv, s_cv) = total["srtool"], total["opencv"]
+        ratios = f"srtool/opencv: speed x{t_cv / t_srt:.2f}, size x{s_srt / s_cv:.3f}"
+        print("all: " + "  ".join(rows) + "  " + ratios)
     return 0
 
 

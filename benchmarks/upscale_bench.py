@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import srtool.imageio.write
+import srtool.imageio.png
 from srtool.cli._app import parse_tile
 from srtool.environment import cpu_name
 from srtool.imageio import PNG_COMPRESS_LEVEL
@@ -344,7 +344,7 @@ def main() -> int:
     parser.add_argument(
         "--png-level",
         type=int,
-        help=f"zlib level of the pipeline's PNG files instead of srtool's {PNG_COMPRESS_LEVEL}; "
+        help=f"zlib-ng level of the pipeline's PNG files instead of srtool's {PNG_COMPRESS_LEVEL}; "
         "0 stores them without deflate, which leaves the rest of the host path",
     )
     parser.add_argument(
@@ -356,7 +356,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the numbers here too")
     args = parser.parse_args()
     if args.png_level is not None:
-        srtool.imageio.write.PNG_COMPRESS_LEVEL = args.png_level
+        srtool.imageio.png.PNG_COMPRESS_LEVEL = args.png_level
 
     if args.memory:
         with tempfile.TemporaryDirectory() as tmp:
@@ -430,7 +430,7 @@ def main() -> int:
     print(
         f"model: {model_path.name}  images: {len(images)} from {args.images}  "
         f"cores: {cpu_thread_count()}  png level: "
-        f"{srtool.imageio.write.PNG_COMPRESS_LEVEL}"
+        f"{srtool.imageio.png.PNG_COMPRESS_LEVEL}"
     )
     print(
         f"pipeline  {pipe:7.3f} output MPix/s  ({results['pipeline']['output_mpix']:.1f} MPix in "

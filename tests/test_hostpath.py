@@ -247,3 +247,27 @@ def test_parallel_writers_report_every_file(
         with Image.open(out / name) as image:
             assert image.size == (32, 24)
     assert peak[0] > 1
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_store_chw_interleaves_like_the_plain_transpose(dtype: type, channels: int) -> None:
+    """Quantising a band of CHW floats into HWC output: the interleaving fast path writes into
+    the band of the output it is given (nothing outside it), the same samples as numpy's
+    transpose copy, and a strided (non-contiguous) target takes the numpy path to the same
+    result."""
+    from srtool.infer.blend import _store_chw
+
+    rng = np.random.default_rng(channels)
+    values = rng.uniform(-0.2, 1.2, size=(channels, 37, 53)).astype(np.float32)
+    peak = 1.0 if dtype == np.float32 else float(np.iinfo(dtype).max)
+    expected = np.clip(values.transpose(1, 2, 0), 0.0, 1.0)
+    if dtype != np.float32:
+        expected = np.floor(expected * peak + 0.5).astype(dtype)
+    output = np.zeros((60, 53, channels), dtype)
+    _store_chw(output[10:47], values.copy())
+    assert np.array_equal(output[10:47], expected)
+    assert not output[:10].any() and not output[47:].any()
+    strided = np.zeros((37, 106, channels), dtype)[:, ::2]
+    _store_chw(strided, values.copy())
+    assert np.array_equal(strided, expected)

@@ -1,9 +1,10 @@
-"""OpenCV, used only for the 16-bit colour files Pillow cannot hold (it has no 16-bit RGB(A)
-mode): imported on first use, since most runs never need it, and silenced while decoding (its
-own log here; what libpng and libtiff print on stderr in :mod:`.quiet`).
+"""OpenCV, used here only for the 16-bit colour files Pillow cannot hold (it has no 16-bit RGB(A)
+mode: 16-bit PNG in, 16-bit TIFF in and out): imported on first use, since most runs never need
+it, and silenced while decoding (its own log here; what libpng and libtiff print on stderr in
+:mod:`.quiet`).
 
 OpenCV's log level is process-global, so silencing it is counted under a lock; the decoder that
-uses it is :func:`~srtool.imageio.decode._cv2_decode16`, the encoder is in
+uses it is :func:`~srtool.imageio.decode._cv2_decode16`, the TIFF encoder is in
 :mod:`~srtool.imageio.write`.
 """
 

@@ -6,8 +6,8 @@ would hand back a partly decoded image of a truncated file); a streaming check t
 data holds every row the header declares, each with a valid filter type (Pillow fills missing
 rows with black); and the decoder that sends 16-bit colour to OpenCV (Pillow would truncate it
 to 8 bits), given only the chunks it needs, and everything else through the shared Pillow path.
-Writing: chunk building, iCCP/eXIf insertion into files OpenCV encoded, and the 16-bit
-grey+alpha encoder that neither Pillow nor OpenCV provides.
+Writing: :func:`encode_png`, srtool's own encoder for every PNG it writes (grey, grey+alpha, RGB
+and RGBA at 8 and 16 bits, with iCCP and eXIf): row filtering in numpy, deflate by zlib-ng.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL.PngImagePlugin import PngImageFile
+from zlib_ng import zlib_ng
 
 from srtool.imageio.decode import _Bad, _check_size, _cv2_decode16, _from_pillow
 from srtool.imageio.exif import _EXIF_HEADER, _normalise_exif, _orient
@@ -286,56 +287,107 @@ def _decode_png(data: bytes, max_pixels: int | None, name: str = "") -> Picture:
 # --------------------------------------------------------------------------- writing
 
 
+PNG_IDAT_BYTES = 8 << 20
+"""Compressed image data goes into IDAT chunks of about this size (one strip of rows more at
+most), so the encoder never copies the whole compressed image to build one chunk."""
+
+_ENCODE_ROWS = 64
+"""Rows filtered and deflated at a time: the encoder's temporaries stay a few hundred KiB whatever
+the image size, and in the CPU cache."""
+
+_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # samples per pixel -> grey, grey+alpha, RGB, RGBA
+
+
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib_ng.crc32(kind + body))
+    )
 
 
-def _png_with_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
-    """Insert iCCP and eXIf chunks right after IHDR (before any PLTE/IDAT, as the spec requires)
-    and drop chunks they supersede (sRGB/iCCP, an older eXIf)."""
-    if not icc and not exif:
-        return png
+def _metadata_chunks(icc: bytes | None, exif: bytes | None) -> bytes:
+    """iCCP and eXIf chunks, which go right after IHDR (before any PLTE/IDAT, as the spec
+    requires)."""
     extra = b""
     if icc:
         extra += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc))
     if exif:
         body = exif[len(_EXIF_HEADER) :] if exif.startswith(_EXIF_HEADER) else exif
         extra += _png_chunk(b"eXIf", body)
-    superseded = {b"eXIf"} if not icc else {b"eXIf", b"iCCP", b"sRGB"}
-    if not exif:
-        superseded.discard(b"eXIf")
-    out = [png[:8]]
-    pos = 8
-    while pos < len(png):
-        (length,) = struct.unpack_from(">I", png, pos)
-        kind = png[pos + 4 : pos + 8]
-        end = pos + 12 + length
-        if kind not in superseded:
-            out.append(png[pos:end])
-        if kind == b"IHDR":
-            out.append(extra)
-        pos = end
-    return b"".join(out)
+    return extra
 
 
-def _encode_png_grey_alpha16(grey: np.ndarray, alpha: np.ndarray) -> bytes:
-    """A 16-bit grey+alpha PNG (colour type 4), which neither Pillow nor OpenCV writes. Each row
-    uses the Up filter (difference to the row above), vectorised in numpy."""
-    height, width = grey.shape
-    rows = np.empty((height, width, 2), dtype=">u2")
-    rows[:, :, 0] = grey
-    rows[:, :, 1] = alpha
-    raw = rows.view(np.uint8).reshape(height, width * 4)
-    filtered = np.empty((height, width * 4 + 1), dtype=np.uint8)
-    filtered[:, 0] = 2  # filter type Up
-    filtered[0, 1:] = raw[0]
-    np.subtract(raw[1:], raw[:-1], out=filtered[1:, 1:])  # uint8 arithmetic wraps mod 256
-    header = struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0)
-    return b"".join(
-        (
-            _PNG_SIGNATURE,
-            _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", zlib.compress(filtered.tobytes(), PNG_COMPRESS_LEVEL)),
-            _png_chunk(b"IEND", b""),
-        )
-    )
+def encode_png(
+    pixels: np.ndarray,
+    alpha: np.ndarray | None = None,
+    icc: bytes | None = None,
+    exif: bytes | None = None,
+) -> bytes:
+    """PNG bytes of ``pixels`` (H, W, 1 or 3; uint8 or uint16) with optional ``alpha`` (H, W, 1 or
+    H, W, same dtype): grey, grey+alpha, RGB or RGBA at 8 or 16 bits, with an iCCP and an eXIf
+    chunk when given.
+
+    Every row uses the Average filter (the mean of the left and upper neighbours predicts each
+    byte), computed in numpy on :data:`_ENCODE_ROWS` rows at a time, and the filtered rows are
+    deflated by zlib-ng at :data:`~srtool.imageio.formats.PNG_COMPRESS_LEVEL` (the trade of speed
+    against size is measured there). zlib-ng and numpy release the GIL, so encoders in threads run
+    in parallel. PNG is lossless whatever the settings.
+    """
+    height, width, channels = pixels.shape
+    if alpha is not None and alpha.ndim == 2:
+        alpha = alpha[:, :, None]
+    samples = channels + (0 if alpha is None else 1)
+    depth = 16 if pixels.dtype == np.uint16 else 8
+    bytes_per_pixel = samples * depth // 8
+    row_bytes = width * bytes_per_pixel
+    deflate = zlib_ng.compressobj(PNG_COMPRESS_LEVEL, zlib_ng.DEFLATED, 15, 8, 0)
+    header = struct.pack(">IIBBBBB", width, height, depth, _COLOUR_TYPES[samples], 0, 0, 0)
+    chunks = [_PNG_SIGNATURE, _png_chunk(b"IHDR", header), _metadata_chunks(icc, exif)]
+    pending: list[bytes] = []  # compressed bytes not yet in an IDAT chunk
+
+    def add(data: bytes, last: bool = False) -> None:
+        pending.append(data)
+        if last or sum(map(len, pending)) >= PNG_IDAT_BYTES:
+            chunks.append(_png_chunk(b"IDAT", b"".join(pending)))
+            pending.clear()
+
+    filtered = np.empty((min(_ENCODE_ROWS, height), row_bytes + 1), dtype=np.uint8)
+    filtered[:, 0] = 3  # filter type Average
+    above = np.zeros(row_bytes, dtype=np.uint8)
+    for top in range(0, height, _ENCODE_ROWS):
+        rows = _row_bytes(pixels, alpha, top, depth)
+        count = rows.shape[0]
+        _average_filter(rows, above, bytes_per_pixel, filtered[:count, 1:])
+        add(deflate.compress(filtered[:count]))
+        above = rows[-1].copy()
+    add(deflate.flush(), last=True)
+    chunks.append(_png_chunk(b"IEND", b""))
+    return b"".join(chunks)
+
+
+def _row_bytes(pixels: np.ndarray, alpha: np.ndarray | None, top: int, depth: int) -> np.ndarray:
+    """Rows ``top`` to ``top + _ENCODE_ROWS`` as PNG stores them: samples interleaved (alpha
+    last), 16-bit samples big-endian; shape (rows, width * bytes per pixel), uint8."""
+    block = pixels[top : top + _ENCODE_ROWS]
+    count, width = block.shape[:2]
+    if alpha is not None:
+        block = np.concatenate((block, alpha[top : top + _ENCODE_ROWS]), axis=2)
+    if depth == 16:
+        block = block.astype(">u2", copy=False)
+    return np.ascontiguousarray(block).view(np.uint8).reshape(count, -1)
+
+
+def _average_filter(
+    rows: np.ndarray, above: np.ndarray, bytes_per_pixel: int, out: np.ndarray
+) -> None:
+    """PNG's Average filter of ``rows`` (uint8, one image row each; ``above`` is the row before
+    the first, zeros at the top of the image) into ``out``: each byte minus the floor of the mean
+    of the byte one pixel to the left (0 in the first pixel) and the byte above, modulo 256."""
+    up = np.empty_like(rows)
+    up[0] = above
+    up[1:] = rows[:-1]
+    left = rows[:, :-bytes_per_pixel]
+    prediction = up >> 1
+    # floor((l + u) / 2) in 8 bits: (l >> 1) + (u >> 1) + (l & u & 1), which cannot overflow
+    prediction[:, bytes_per_pixel:] += left >> 1
+    prediction[:, bytes_per_pixel:] += left & up[:, bytes_per_pixel:] & 1
+    np.subtract(rows, prediction, out=out)

@@ -1,6 +1,6 @@
 """:func:`write_image`: pick the format, validate the arrays, reduce them to what the format can
-store (8 bits, no alpha), then encode with Pillow or, for 16-bit colour PNG and TIFF, with OpenCV
-plus srtool's own metadata insertion (:mod:`.png`, :mod:`.tiff`).
+store (8 bits, no alpha), then encode: PNG with srtool's own encoder (:mod:`.png`), 16-bit TIFF
+with OpenCV plus srtool's own metadata insertion (:mod:`.tiff`), everything else with Pillow.
 
 Nothing is half-written: every write goes to a hidden temporary file in the destination folder
 that is fsynced and renamed over the target (:func:`srtool.atomic.atomic_output`).
@@ -27,14 +27,13 @@ from srtool.imageio.formats import (
     _EIGHT_BIT_FORMATS,
     ANIMATION_FORMATS,
     DEFAULT_QUALITY,
-    PNG_COMPRESS_LEVEL,
     _normalise_format,
     format_for_path,
 )
 from srtool.imageio.heif import _avif_image, _write_heif
 from srtool.imageio.opencv import _cv2
 from srtool.imageio.picture import Picture, to_8bit
-from srtool.imageio.png import _encode_png_grey_alpha16, _png_with_metadata
+from srtool.imageio.png import encode_png
 from srtool.imageio.quiet import _quiet_stderr
 from srtool.imageio.tiff import _tiff_with_metadata
 
@@ -55,8 +54,9 @@ def write_image(
     WebP and BMP are 8-bit formats and get 16-bit samples rounded to 8. Alpha is kept in PNG, WebP
     and TIFF and dropped (with a logged warning) for JPEG and BMP (BMP also carries no ICC/EXIF).
     ICC profile and EXIF (orientation 1) are written to PNG, JPEG, WebP and TIFF at any depth.
-    16-bit colour PNG and TIFF are encoded by OpenCV (Pillow has no such mode) and srtool inserts
-    the iCCP/eXIf chunks (PNG) or the ICC, EXIF and GPS tags (TIFF) itself. A 16-bit TIFF keeps
+    PNG is written by :func:`~srtool.imageio.png.encode_png` at any depth and channel count. 16-bit
+    colour TIFF is encoded by OpenCV (Pillow has no such mode) and srtool inserts the ICC, EXIF
+    and GPS tags itself. A 16-bit TIFF keeps
     its pixels and alpha exactly (LZW), the ICC profile, the descriptive EXIF tags (make, model,
     date, artist, copyright...) and the Exif and GPS directories; XMP, IPTC and private TIFF tags
     are not part of a Picture and are not written. WebP has no grey mode: grey becomes RGB.
@@ -82,8 +82,8 @@ def write_image(
         if fmt == "heic":
             q = DEFAULT_QUALITY if quality is None else quality
             atomic_write_bytes(path, _write_heif(path, pixels, alpha, icc, exif, q))
-        elif fmt == "png" and (pixels.dtype == np.uint16 or pixels.shape[2] == 3 or alpha is None):
-            atomic_write_bytes(path, _png_with_metadata(_encode_png(pixels, alpha), icc, exif))
+        elif fmt == "png":
+            atomic_write_bytes(path, encode_png(pixels, alpha, icc, exif))
         elif pixels.dtype == np.uint16 and (pixels.shape[2] == 3 or alpha is not None):
             _write_tiff16(path, pixels, alpha, icc, exif)
         else:
@@ -217,9 +217,6 @@ def _write_pillow(
         if transparent:
             params["transparency"] = image.info["transparency"]
         pil_format = "GIF"
-    elif fmt == "png":
-        params.update(compress_level=PNG_COMPRESS_LEVEL)
-        pil_format = "PNG"
     elif fmt == "tiff":
         params.update(compression="tiff_lzw")
         pil_format = "TIFF"
@@ -231,18 +228,6 @@ def _write_pillow(
         image.save(temp, format=pil_format, **params)
 
 
-def _png_params(cv2) -> list[int]:
-    """OpenCV's PNG settings: zlib level ``PNG_COMPRESS_LEVEL`` with run-length matching and,
-    where this OpenCV can choose the row filter, Paeth on every row. On 4-5 MPix SR outputs that
-    encodes 1.9-2.1x faster than Pillow's level 1 (adaptive filters) and 9-11 % smaller
-    (``benchmarks/png_encode.py``); PNG is lossless whatever the settings."""
-    params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESS_LEVEL]
-    params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-    if hasattr(cv2, "IMWRITE_PNG_FILTER"):
-        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
-    return params
-
-
 def _cv2_order(cv2, pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     """RGB(A) pixels (and alpha) as OpenCV's BGR(A) array; grey stays one plane."""
     if alpha is not None:
@@ -250,19 +235,6 @@ def _cv2_order(cv2, pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     if pixels.shape[2] == 3:
         return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2BGR)
     return np.ascontiguousarray(pixels[:, :, 0])
-
-
-def _encode_png(pixels: np.ndarray, alpha: np.ndarray | None) -> bytes:
-    """PNG bytes of grey, RGB or RGBA (8- or 16-bit) through OpenCV (see :func:`_png_params`),
-    and of 16-bit grey + alpha, which OpenCV has no writer for, through srtool's own encoder."""
-    if pixels.shape[2] == 1 and alpha is not None:
-        return _encode_png_grey_alpha16(pixels[:, :, 0], alpha)
-    cv2 = _cv2()
-    bgr = _cv2_order(cv2, pixels, alpha)
-    ok, buffer = cv2.imencode(".png", bgr, _png_params(cv2))
-    if not ok:
-        raise ImageWriteError(f"OpenCV could not encode a {bgr.dtype} PNG of shape {bgr.shape}")
-    return buffer.tobytes()
 
 
 def _write_tiff16(
