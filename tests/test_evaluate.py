@@ -441,3 +441,21 @@ def test_a_corrupt_image_is_reported_and_the_rest_scored(shared_data: Path, tmp_
     scored = [i["image"] for i in data["results"][0]["per_image"]]
     assert scored == ["baby.png", "butterfly.png", "head.png", "woman.png"]
     assert any("1 image(s) could not be read" in note for note in data["notes"])
+
+
+@pytest.mark.parametrize(
+    "model,label",
+    [
+        ("efficient-x4", "efficient-x4"),
+        ("exports/efficient-x4/model.onnx", "efficient-x4"),
+        ("exports/efficient-x4/model.int8.onnx", "efficient-x4-int8"),
+        ("exports/compact-x4/model.fp16.onnx", "compact-x4-fp16"),
+        ("runs/demo/checkpoints/best.safetensors", "checkpoints"),
+        ("mine.int8.onnx", "mine-int8"),
+    ],
+)
+def test_row_labels_name_the_model_and_its_precision(model: str, label: str) -> None:
+    """An int8 or fp16 file beside its fp32 model gets its own row name, not ``name#2``."""
+    from srtool.evaluate.methods import label_for
+
+    assert label_for(model) == label

@@ -62,10 +62,15 @@ def baseline_method(name: str, scale: int) -> Method:
 
 
 def label_for(model: str) -> str:
+    """A table row's name: the model's name, or a file's (its folder's for ``model.onnx`` and
+    the like), with ``-fp16`` / ``-int8`` for a reduced-precision variant
+    (``exports/efficient-x4/model.int8.onnx``: ``efficient-x4-int8``)."""
     path = Path(model)
     if path.suffix.lower() in (".onnx", *CHECKPOINT_SUFFIXES) or os.sep in model or "/" in model:
         stem = path.stem.split(".")[0]
-        return path.parent.name if stem in ("model", "best", "latest", "") else stem
+        name = path.parent.name if stem in ("model", "best", "latest", "") else stem
+        variant = next((v for v in ("fp16", "int8") if path.name.endswith(f".{v}.onnx")), "")
+        return f"{name}-{variant}" if variant else name
     return model
 
 
