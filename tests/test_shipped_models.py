@@ -68,7 +68,7 @@ def test_efficient_default_beats_the_model_it_replaced(scale: int) -> None:
     replaced, on average over the held-out photos (no model trained or was selected on them).
 
     Photo by photo they do not all win: PSNR-Y against compact (measured) x2 astronaut +0.22,
-    chelsea -0.03, coffee -0.05 dB; x3 +0.07, -0.003, +0.02; x4 +0.20, +0.05, +0.06.
+    chelsea -0.03, coffee -0.05 dB; x3 +0.12, +0.004, +0.08; x4 +0.20, +0.05, +0.06.
     """
     new, old = f"efficient-x{scale}", f"compact-x{scale}"
     assert DEFAULT_MODEL_FOR_SCALE[scale] == new

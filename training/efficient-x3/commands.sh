@@ -30,3 +30,22 @@ python training/make_card.py efficient-x3 --eval training/efficient-x3/evaluate.
 #    shipped step 8000: not re-shipped for +0.01 dB. Continue with:
 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 nohup setsid python -m srtool train --resume \
     --out training/efficient-x3/run >> runs/efficient_x3.log 2>&1 &
+# 5) that resumed at step 10192 (two threads) and was stopped with SIGINT after step 11643 of
+#    32000 (Set5 validation 11000: 33.785); the cosine tail was then brought forward, as for
+#    efficient-x4: the learning rate, a function of the step and the total, fell from 3.7e-4 to
+#    1.6e-4 and decays to 1e-6 at step 19000 (two threads, about 1.6 steps/s alone). The total
+#    moved twice first: --steps 18000 ran steps 11644-11708, --steps 20000 steps 11709-11984
+#    (the cores were shared with int8 experiments, so 19000 is what the sitting could finish):
+OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 nohup setsid python -m srtool train --resume --steps 19000 \
+    --out training/efficient-x3/run >> runs/efficient_x3.log 2>&1 &
+#    Stopped with SIGINT after step 18017 of 19000 (the last 1000 steps at a learning rate near
+#    1e-6). Set5 validation: 12000 33.787, 13000 33.790, 14000 33.801, 15000 33.800, 16000 33.802
+#    (best), 17000 33.798, 18000 33.797. `srtool evaluate` of the best checkpoint against the
+#    shipped step-8000 model: 33.80 / 29.83 / 28.88 against 33.76 / 29.81 / 28.86 (Set5 / Set14 /
+#    BSD100), better on all three, so it ships:
+cp training/efficient-x3/run/checkpoints/best.safetensors \
+    training/efficient-x3/run/checkpoints/shipped_step_0016000.safetensors
+CK=training/efficient-x3/run/checkpoints/shipped_step_0016000.safetensors \
+    bash training/efficient-x3/ship.sh
+python training/make_card.py efficient-x3 --eval training/efficient-x3/evaluate.md \
+    --bench training/efficient-x3/bench.json --status "$(sed -n 3p exports/efficient-x3/card.md)"
