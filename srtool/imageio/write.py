@@ -54,9 +54,9 @@ def write_image(
     WebP and BMP are 8-bit formats and get 16-bit samples rounded to 8. Alpha is kept in PNG, WebP
     and TIFF and dropped (with a logged warning) for JPEG and BMP (BMP also carries no ICC/EXIF).
     ICC profile and EXIF (orientation 1) are written to PNG, JPEG, WebP and TIFF at any depth.
-    PNG is written by :func:`~srtool.imageio.png.encode_png` at any depth and channel count. 16-bit
-    colour TIFF is encoded by OpenCV (Pillow has no such mode) and srtool inserts the ICC, EXIF
-    and GPS tags itself. A 16-bit TIFF keeps
+    PNG is written by :func:`~srtool.imageio.png.encode_png` at any depth and channel count.
+    16-bit colour TIFF is encoded by OpenCV (Pillow has no such mode) and srtool inserts the ICC,
+    EXIF and GPS tags itself. A 16-bit TIFF keeps
     its pixels and alpha exactly (LZW), the ICC profile, the descriptive EXIF tags (make, model,
     date, artist, copyright...) and the Exif and GPS directories; XMP, IPTC and private TIFF tags
     are not part of a Picture and are not written. WebP has no grey mode: grey becomes RGB.
