@@ -15,6 +15,7 @@ import numpy as np
 from srtool.errors import ModelError
 from srtool.evaluate.results import MethodInfo
 from srtool.imageio import from_float
+from srtool.infer.catalog import variant_name
 from srtool.infer.picture import describe, network_pass
 from srtool.resize import imresize
 
@@ -69,7 +70,7 @@ def label_for(model: str) -> str:
     if path.suffix.lower() in (".onnx", *CHECKPOINT_SUFFIXES) or os.sep in model or "/" in model:
         stem = path.stem.split(".")[0]
         name = path.parent.name if stem in ("model", "best", "latest", "") else stem
-        variant = next((v for v in ("fp16", "int8") if path.name.endswith(f".{v}.onnx")), "")
+        variant = variant_name(path)
         return f"{name}-{variant}" if variant else name
     return model
 

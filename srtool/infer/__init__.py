@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from srtool.infer.catalog import ModelRef, resolve_model
+from srtool.infer.catalog import ModelRef, resolve_model, variant_name
 from srtool.infer.tiling import DEFAULT_OVERLAP
 
 if TYPE_CHECKING:
@@ -161,8 +161,8 @@ def _base_name(ref: ModelRef, path: Path) -> str:
     """The model's name for the file that actually runs (``compact-x4-fp16`` -> ``compact-x4``
     when the fp32 model runs instead)."""
     base = ref.name.removesuffix(f"-{ref.variant}") if ref.variant else ref.name
-    suffix = next((f"-{v}" for v in ("fp16", "int8") if path.name.endswith(f".{v}.onnx")), "")
-    return base + suffix
+    variant = variant_name(path)
+    return f"{base}-{variant}" if variant else base
 
 
 def _open_fp16_or_fp32(ref: ModelRef, device: str, kind: str, threads: int | None) -> OnnxModel:

@@ -33,6 +33,7 @@ __all__ = [
     "VARIANTS",
     "fp16_sibling",
     "variant_sibling",
+    "variant_name",
     "model_dirs",
     "shipped_models",
     "resolve_model",
@@ -79,7 +80,7 @@ def fp16_sibling(path: Path) -> Path:
     return variant_sibling(path, "fp16")
 
 
-def _variant_name(path: Path) -> str | None:
+def variant_name(path: Path) -> str | None:
     """The variant an ONNX file name says it is (``x.int8.onnx``: ``int8``), else None."""
     lower = path.name.lower()
     return next((v for v in VARIANTS if lower.endswith(f".{v}.onnx")), None)
@@ -88,7 +89,7 @@ def _variant_name(path: Path) -> str | None:
 def _variant_of(ref: ModelRef, variant: str) -> ModelRef:
     """``ref`` switched to its ``variant`` (``fp16``/``int8``) when one lies beside it, else with
     a notice that the model runs in fp32 (``--fp16`` / ``--int8`` is never ignored silently)."""
-    if _variant_name(ref.path) == variant:
+    if variant_name(ref.path) == variant:
         return ref  # already the variant's file
     sibling = variant_sibling(ref.path, variant)
     if sibling.is_file():
