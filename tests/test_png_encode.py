@@ -142,3 +142,22 @@ def test_photo_files_stay_close_to_libpng_paeth_size() -> None:
     ok, theirs = cv2.imencode(".png", np.ascontiguousarray(pixels[:, :, ::-1]), params)
     assert ok
     assert ours < 1.08 * len(theirs) and ours < 0.8 * pixels.nbytes
+
+
+def test_a_deflate_failure_is_a_write_error_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zlib-ng's own error type (not a ``zlib.error``) becomes srtool's one-line
+    ``ImageWriteError``, and nothing is left at the target."""
+    from zlib_ng import zlib_ng
+
+    from srtool.errors import ImageWriteError
+    from srtool.imageio import Picture, write_image
+
+    def failing(*args: object) -> None:
+        raise zlib_ng.error("Error -2 while compressing data")
+
+    monkeypatch.setattr(png.zlib_ng, "compressobj", failing)
+    with pytest.raises(ImageWriteError, match="cannot write PNG"):
+        write_image(tmp_path / "out.png", Picture(np.zeros((4, 5, 3), np.uint8)))
+    assert list(tmp_path.iterdir()) == []

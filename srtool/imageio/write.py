@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from zlib_ng import zlib_ng
 
 from srtool.atomic import atomic_output, atomic_write_bytes
 from srtool.errors import ImageWriteError, UsageError, first_line
@@ -38,6 +39,10 @@ from srtool.imageio.quiet import _quiet_stderr
 from srtool.imageio.tiff import _tiff_with_metadata
 
 log = logging.getLogger("srtool")
+
+_ENCODE_ERRORS = (OSError, ValueError, TypeError, KeyError, struct.error, zlib.error, zlib_ng.error)
+"""What encoders raise for a file they cannot write (zlib-ng's error is not a ``zlib.error``);
+each becomes one :class:`ImageWriteError` line."""
 
 
 def write_image(
@@ -90,7 +95,7 @@ def write_image(
             _write_pillow(path, fmt, pixels, alpha, icc, exif, quality)
     except ImageWriteError:
         raise
-    except (OSError, ValueError, TypeError, KeyError, struct.error, zlib.error) as exc:
+    except _ENCODE_ERRORS as exc:
         raise ImageWriteError(f"{path}: cannot write {fmt.upper()} ({first_line(exc)})") from None
 
 
@@ -125,7 +130,7 @@ def write_animation(
         atomic_write_bytes(path, encoded)
     except ImageWriteError:
         raise
-    except (_Bad, OSError, ValueError, TypeError, KeyError, struct.error, zlib.error) as exc:
+    except (_Bad, *_ENCODE_ERRORS) as exc:
         raise ImageWriteError(f"{path}: cannot write {fmt.upper()} ({first_line(exc)})") from None
 
 
