@@ -82,6 +82,32 @@ def test_efficient_default_beats_the_model_it_replaced(scale: int) -> None:
     assert np.mean(scores[new]) > np.mean(scores[old]), scores
 
 
+INT8 = sorted(name for name, folder in SHIPPED.items() if (folder / "model.int8.onnx").is_file())
+
+
+def test_the_int8_variants_are_shipped() -> None:
+    assert INT8 == ["efficient-x3", "efficient-x4"]
+
+
+@pytest.mark.parametrize("name", INT8)
+def test_shipped_int8_costs_at_most_0_05_db_on_held_out_photos(name: str) -> None:
+    """`--int8` runs model.int8.onnx: on photos no model trained or was selected on, it stays
+    within the 0.05 dB the int8 files were accepted at (measured per photo, astronaut / chelsea /
+    coffee: x3 -0.023 / -0.033 / -0.026 dB, x4 -0.003 / -0.028 / -0.026) and close to fp32's
+    own output (measured 49.6-53.9 dB)."""
+    folder = SHIPPED[name]
+    fp32 = load_upscaler(str(folder / "model.onnx"), device="cpu")
+    int8 = load_upscaler(str(folder / "model.int8.onnx"), device="cpu")
+    s = fp32.scale
+    deltas = []
+    for photo in ("astronaut.png", "chelsea.png", "coffee.png"):
+        hr, lr = _clean_pair(photo, s)
+        out32, out8 = fp32.render(lr, dtype=np.uint8), int8.render(lr, dtype=np.uint8)
+        deltas.append(psnr(out8, hr, crop_border=s) - psnr(out32, hr, crop_border=s))
+        assert psnr(out8, out32) > 45.0, photo
+    assert np.mean(deltas) >= -0.05, deltas
+
+
 def test_efficient_x4_draws_thin_diagonal_lines_with_less_blocking_than_compact_x4() -> None:
     """compact's nearest-neighbour skip shows as 4x4 blocks along thin diagonal lines; the
     efficient network has no such skip: less period-4 energy (measured 0.058 vs 0.074)."""

@@ -8,7 +8,10 @@ Every number in the card comes from a file written by srtool itself:
 - the Markdown table of ``srtool evaluate --markdown``,
 - the JSON of ``benchmarks/upscale_bench.py --model ... --json`` (CPU speed through the
   ``srtool upscale`` pipeline),
-- ``commands.sh`` in the model's ``training/<name>/`` folder (the exact commands).
+- ``commands.sh`` in the model's ``training/<name>/`` folder (the exact commands),
+- where an int8 variant ships: ``training/<name>/export_int8.md`` (the card of the export that
+  wrote ``model.int8.onnx``) and ``training/<name>/evaluate_int8.md`` (``srtool evaluate`` of
+  fp32 and int8).
 
     python training/make_card.py compact-x4 --eval training/compact-x4/evaluate.md \\
         --bench training/compact-x4/bench.json
@@ -60,6 +63,54 @@ def _export_sections(model_card: str) -> str:
     return "\n".join(body).strip()
 
 
+def _section_span(lines: list[str], heading: str) -> tuple[int, int] | None:
+    """Line indices of the section that starts at the line ``heading``, to the next ``## ``."""
+    if heading not in lines:
+        return None
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return start, end
+
+
+def _without_section(card: str, heading: str) -> str:
+    """``card`` without the section that starts at the line ``heading``."""
+    lines = card.splitlines()
+    span = _section_span(lines, heading)
+    return card if span is None else "\n".join(lines[: span[0]] + lines[span[1] :])
+
+
+def _section(card: str, heading: str) -> str:
+    """The body of the section that starts at the line ``heading`` (empty if there is none)."""
+    lines = card.splitlines()
+    span = _section_span(lines, heading)
+    return "" if span is None else "\n".join(lines[span[0] + 1 : span[1]]).strip()
+
+
+def _int8_section(folder: Path, name: str, scale: int) -> str:
+    """The shipped int8 variant's own section, when ``training/<name>/`` records one."""
+    export_card, evaluation = folder / "export_int8.md", folder / "evaluate_int8.md"
+    if not (export_card.is_file() and evaluation.is_file()):
+        return ""
+    table = evaluation.read_text(encoding="utf-8").strip()
+    table = table.replace(
+        f"### Benchmarks, x{scale}", f"### srtool evaluate, x{scale}, fp32 and int8"
+    )
+    export = _section(export_card.read_text(encoding="utf-8"), "## int8")
+    return f"""## int8
+
+`model.int8.onnx` beside `model.onnx`, for CPUs: `srtool upscale --scale {scale} --int8` (or
+`--model {name} --int8`). How it was made: `training/{name}/commands.sh`.
+
+{table}
+
+What `srtool export` measured when it wrote the file
+([`training/{name}/export_int8.md`](../../training/{name}/export_int8.md)):
+
+{export}
+
+"""
+
+
 def render(name: str, evaluate_md: Path, bench_json: Path, status: str) -> str:
     folder = ROOT / "training" / name
     run = RunDir(folder / "run")
@@ -79,6 +130,9 @@ def render(name: str, evaluate_md: Path, bench_json: Path, status: str) -> str:
     bench = json.loads(bench_json.read_text(encoding="utf-8"))
     evaluation = evaluate_md.read_text(encoding="utf-8").strip()
     fsrcnn = FSRCNN[scale]
+    int8 = _int8_section(folder, name, scale)
+    if int8:  # the fp32 export's own int8 lines describe an earlier, unshipped attempt
+        export_card = _without_section(export_card, "## int8")
     data = ", ".join(Path(d).name for d in args.data)
     hours = last["time_s"] / 3600
     pipe = bench["pipeline"]
@@ -108,7 +162,7 @@ Set14 {fsrcnn["Set14"]:.2f}, BSD100 {fsrcnn["BSD100"]:.2f}.
 Measured with `python benchmarks/upscale_bench.py --model exports/{name}/model.onnx --count
 {pipe["files"]}`.
 
-## Training
+{int8}## Training
 
 - Data: {data} from `../shared/data` (the 591 training photos; images smaller than one
   training patch are skipped by `srtool train`), synthetic MATLAB-bicubic degradation.

@@ -49,3 +49,23 @@ CK=training/efficient-x3/run/checkpoints/shipped_step_0016000.safetensors \
     bash training/efficient-x3/ship.sh
 python training/make_card.py efficient-x3 --eval training/efficient-x3/evaluate.md \
     --bench training/efficient-x3/bench.json --status "$(sed -n 3p exports/efficient-x3/card.md)"
+# 6) int8 (exports/efficient-x3/model.int8.onnx, `srtool upscale --scale 3 --int8`): quantisation-
+#    aware fine-tuning of the shipped step-16000 weights as at x4 (efficient-x4/commands.sh, step
+#    13: the same three convolutions left in float), 500 steps on one thread (the other core on
+#    efficient-x2's), step_* checkpoints deleted. Fake-int8 Set5 validation 125: 33.726, 250:
+#    33.730, 375: 33.739, 500: 33.751 (best). A 1,000-step run of the same recipe did no better
+#    (best 33.744 at step 375; 750: 33.742, 1000: 33.730), so the 500-step one ships.
+OMP_NUM_THREADS=1 nohup setsid python -m srtool train training/recipes/efficient_x3_qat.toml \
+    --init-from training/efficient-x3/run/checkpoints/shipped_step_0016000.safetensors \
+    --data $D/T91 --data $D/BSD200 --data $D/BSDS500_test --data $D/DIV2K_test_LRx4 \
+    --val $D/Set5 --out training/efficient-x3/qat-int8 > runs/efficient_x3_qat_int8.log 2>&1 &
+#    The int8 file (the fp32 export of the same checkpoint is byte-for-byte the shipped weights;
+#    the export's own card is training/efficient-x3/export_int8.md): Set5 -0.046 dB at 1.41x
+#    (two threads, the other core busy)
+srtool export training/efficient-x3/run/checkpoints/shipped_step_0016000.safetensors \
+    -o /tmp/x3_int8/model.onnx --int8 $D/T91 --int8-eval $D/Set5 \
+    --int8-from training/efficient-x3/qat-int8/checkpoints/best.safetensors
+cp /tmp/x3_int8/model.int8.onnx exports/efficient-x3/model.int8.onnx
+srtool evaluate --bench Set5 --bench Set14 --bench BSD100 --model efficient-x3 \
+    --model exports/efficient-x3/model.int8.onnx --scale 3 --data-root $D \
+    --markdown training/efficient-x3/evaluate_int8.md

@@ -147,6 +147,9 @@ srtool export training/efficient-x4/run/checkpoints/shipped_step_0031000.safeten
     -o /tmp/ship_int8/model.onnx --int8 $D/T91 --int8-eval $D/Set5 \
     --int8-from training/efficient-x4/qat-int8/checkpoints/best.safetensors
 cp /tmp/ship_int8/model.int8.onnx exports/efficient-x4/model.int8.onnx
+#     (re-run later to keep the export's card, training/efficient-x4/export_int8.md: the same
+#     command wrote a byte-identical model.int8.onnx, SHA-256 2d7856eb...; Set5 -0.031 dB, speed-up
+#     1.20x on two threads)
 srtool evaluate --bench Set5 --bench Set14 --bench BSD100 --model efficient-x4 \
     --model exports/efficient-x4/model.int8.onnx --scale 4 --data-root $D \
     --markdown training/efficient-x4/evaluate_int8.md
