@@ -278,6 +278,17 @@ def test_cuda_sessions_get_disable_fallback(
     assert pretend_cuda[-1].fallback_disabled
 
 
+def test_cuda_arena_grows_by_what_is_asked(
+    tiny_model_x2: Path, pretend_cuda: list[_PretendCuda]
+) -> None:
+    """Tiles are planned from free memory: an arena that doubles past the request would not fit."""
+    OnnxModel(tiny_model_x2, device="cuda:0")
+    name, options = pretend_cuda[-1].asked[0]
+    assert name == "CUDAExecutionProvider"
+    assert options["arena_extend_strategy"] == "kSameAsRequested"
+    assert options["device_id"] == 0
+
+
 def test_cpu_sessions_keep_onnxruntime_defaults(tiny_model_x2: Path) -> None:
     model = OnnxModel(tiny_model_x2, device="cpu")
     assert model.device == "cpu" and model.session._enable_fallback

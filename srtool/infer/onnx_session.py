@@ -385,7 +385,13 @@ class OnnxModel:
             self.notices.append("no CUDA device found: running on CPU")
             return [cpu]
         preload_cuda_libraries(ort)
-        cuda_options = {"device_id": index, "cudnn_conv_algo_search": "HEURISTIC"}
+        cuda_options = {
+            "device_id": index,
+            "cudnn_conv_algo_search": "HEURISTIC",
+            # Automatic tiles are sized from the driver's free memory; the default arena growth
+            # (kNextPowerOfTwo) would round a 1.1 GiB request up to 2 GiB and run out first.
+            "arena_extend_strategy": "kSameAsRequested",
+        }
         return [("CUDAExecutionProvider", cuda_options), cpu]
 
     # -- metadata --------------------------------------------------------------------------
