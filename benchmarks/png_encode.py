@@ -5,8 +5,10 @@
 For each image (use real upscaled outputs: encoders behave differently on smooth and on noisy
 pixels) and for all of them together, prints megapixels per second and kilobytes for
 
-- ``srtool``: :func:`srtool.imageio.png.encode_png` (Average rows, zlib-ng at
+- ``srtool``: :func:`srtool.imageio.png.encode_png` (Average rows, ISA-L's deflate at
   ``PNG_COMPRESS_LEVEL`` or ``--level``), as ``write_image`` uses it;
+- ``srtool-zlib-ng``: the same encoder with zlib-ng's deflate at level 2 (what runs where isal
+  has no wheel, and srtool's deflater before ISA-L);
 - ``opencv``: libpng with Paeth rows, zlib level 1 and run-length matching (srtool's writer
   before its own encoder);
 - ``pillow``: Pillow at ``compress_level=1`` (adaptive row filters);
@@ -26,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
+from zlib_ng import zlib_ng
 
 from srtool.environment import cpu_name
 from srtool.imageio import png as srtool_png
@@ -58,7 +61,21 @@ def _srtool(pixels: np.ndarray) -> int:
     return len(srtool_png.encode_png(pixels))
 
 
-ENCODERS = {"srtool": _srtool, "opencv": _opencv, "pillow": _pillow}
+def _srtool_zlib_ng(pixels: np.ndarray) -> int:
+    deflater, level = srtool_png._deflate_lib, srtool_png.PNG_COMPRESS_LEVEL
+    srtool_png._deflate_lib, srtool_png.PNG_COMPRESS_LEVEL = zlib_ng, 2
+    try:
+        return len(srtool_png.encode_png(pixels))
+    finally:
+        srtool_png._deflate_lib, srtool_png.PNG_COMPRESS_LEVEL = deflater, level
+
+
+ENCODERS = {
+    "srtool": _srtool,
+    "srtool-zlib-ng": _srtool_zlib_ng,
+    "opencv": _opencv,
+    "pillow": _pillow,
+}
 
 
 def _timed(encode, pixels: np.ndarray, rounds: int) -> tuple[float, int]:
@@ -78,7 +95,8 @@ def main() -> int:
     args = parser.parse_args()
     srtool_png.PNG_COMPRESS_LEVEL = args.level
     cv2.setNumThreads(1)
-    print(f"CPU: {cpu_name()}; srtool PNG level {args.level}")
+    deflater = srtool_png._deflate_lib.__name__
+    print(f"CPU: {cpu_name()}; srtool PNG level {args.level} ({deflater})")
     total = {name: [0.0, 0] for name in ENCODERS}
     mpix_total = 0.0
     for path in args.images:

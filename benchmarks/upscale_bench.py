@@ -12,7 +12,7 @@ and the ratios pipeline/session and pipeline/torch, all measured in one run.
     python benchmarks/upscale_bench.py --model exports/compact-x4/model.onnx   # no torch row
     python benchmarks/upscale_bench.py --big 2000x1500   # peak memory on one large photo
     python benchmarks/upscale_bench.py --model exports/efficient-x4/model.onnx \
-        --png-level 0   # PNG stored without deflate: what the rest of the host path costs
+        --png-deflate zlib-ng --png-level 0   # PNG stored: what the rest of the host path costs
     python benchmarks/upscale_bench.py --model exports/compact-x4/model.onnx --photo 2000x1500 \
         --repeat 1   # pipeline/session on one large photo instead of the folder
     python benchmarks/upscale_bench.py --model exports/compact-x4/model.onnx --threads 1 \\
@@ -344,8 +344,14 @@ def main() -> int:
     parser.add_argument(
         "--png-level",
         type=int,
-        help=f"zlib-ng level of the pipeline's PNG files instead of srtool's {PNG_COMPRESS_LEVEL}; "
-        "0 stores them without deflate, which leaves the rest of the host path",
+        help=f"deflate level of the pipeline's PNG files instead of srtool's {PNG_COMPRESS_LEVEL}; "
+        "0 with --png-deflate zlib-ng stores them without deflate, which leaves the rest of the "
+        "host path",
+    )
+    parser.add_argument(
+        "--png-deflate",
+        choices=["isal", "zlib-ng"],
+        help="the PNG deflater instead of srtool's (ISA-L where it has wheels; zlib-ng elsewhere)",
     )
     parser.add_argument(
         "--workers",
@@ -355,6 +361,14 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, help="write the numbers here too")
     args = parser.parse_args()
+    if args.png_deflate == "zlib-ng":
+        from zlib_ng import zlib_ng
+
+        srtool.imageio.png._deflate_lib = zlib_ng
+    elif args.png_deflate == "isal":
+        from isal import isal_zlib
+
+        srtool.imageio.png._deflate_lib = isal_zlib
     if args.png_level is not None:
         srtool.imageio.png.PNG_COMPRESS_LEVEL = args.png_level
 
@@ -429,7 +443,7 @@ def main() -> int:
     pipe = results["pipeline"]["mpix_s"]
     print(
         f"model: {model_path.name}  images: {len(images)} from {args.images}  "
-        f"cores: {cpu_thread_count()}  png level: "
+        f"cores: {cpu_thread_count()}  png: {srtool.imageio.png._deflate_lib.__name__} level "
         f"{srtool.imageio.png.PNG_COMPRESS_LEVEL}"
     )
     print(

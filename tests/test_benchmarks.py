@@ -156,13 +156,14 @@ def test_upscale_benchmark_runs_the_cli_plan(tmp_path: Path, tiny_model_x2: Path
     run = subprocess.run(
         [sys.executable, str(SCRIPT.parent / "upscale_bench.py"), "--model", str(tiny_model_x2),
          "--images", str(folder), "--count", "8", "--workers", "2", "--png-level", "0",
+         "--png-deflate", "zlib-ng",
          "--rounds", "1", "--repeat", "1", "--json", str(numbers)],
         capture_output=True,
         text=True,
         timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    assert "png level: 0" in run.stdout and "2 worker(s)" in run.stdout
+    assert "png: zlib_ng.zlib_ng level 0" in run.stdout and "2 worker(s)" in run.stdout
     results = json.loads(numbers.read_text())
     assert results["pipeline"]["files"] == 8 and results["pipeline"]["workers"] == 2
     assert results["pipeline"]["mpix_s"] > 0 and results["session"]["mpix_s"] > 0

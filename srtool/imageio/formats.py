@@ -21,12 +21,10 @@ DEFAULT_QUALITY = 95
 """JPEG/WebP quality when none is given. JPEG at >= 90 is written with 4:4:4 chroma."""
 
 PNG_COMPRESS_LEVEL = 2
-"""zlib-ng level for PNG, after the Average row filter (:func:`srtool.imageio.png.encode_png`).
-Upscaling writes many large PNGs, so speed wins over the last few percent of size. On 26
-upscaled photos (``benchmarks/png_encode.py``), against OpenCV with Paeth rows, zlib level 1 and
-run-length matching: level 2 encodes 1.58x faster for files 9 % larger, level 3 1.39x faster
-for 4 % larger, level 4 1.07x for 2 % larger, level 1 2.4x faster for 59 % larger. Pillow at
-its level 1 is slower than all of them (0.64x OpenCV) and larger than level 2 (+13 %)."""
+"""Deflate level for PNG (ISA-L's levels are 0-3), after the Average row filter
+(:func:`srtool.imageio.png.encode_png`). Upscaling writes many large PNGs, so speed wins over the
+last few percent of size; the measurements (``benchmarks/png_encode.py``) are in the README's
+PNG writing section."""
 
 
 FORMATS = ("png", "jpeg", "webp", "tiff", "bmp", "gif", "heic", "avif")

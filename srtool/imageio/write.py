@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from zlib_ng import zlib_ng
 
 from srtool.atomic import atomic_output, atomic_write_bytes
 from srtool.errors import ImageWriteError, UsageError, first_line
@@ -34,15 +33,15 @@ from srtool.imageio.formats import (
 from srtool.imageio.heif import _avif_image, _write_heif
 from srtool.imageio.opencv import _cv2
 from srtool.imageio.picture import Picture, to_8bit
-from srtool.imageio.png import encode_png
+from srtool.imageio.png import DEFLATE_ERROR, encode_png
 from srtool.imageio.quiet import _quiet_stderr
 from srtool.imageio.tiff import _tiff_with_metadata
 
 log = logging.getLogger("srtool")
 
-_ENCODE_ERRORS = (OSError, ValueError, TypeError, KeyError, struct.error, zlib.error, zlib_ng.error)
-"""What encoders raise for a file they cannot write (zlib-ng's error is not a ``zlib.error``);
-each becomes one :class:`ImageWriteError` line."""
+_ENCODE_ERRORS = (OSError, ValueError, TypeError, KeyError, struct.error, zlib.error, DEFLATE_ERROR)
+"""What encoders raise for a file they cannot write (the PNG deflater's error is not a
+``zlib.error``); each becomes one :class:`ImageWriteError` line."""
 
 
 def write_image(
