@@ -210,6 +210,23 @@ def test_png_missing_rows_refused(tmp_path: Path, dtype) -> None:
         read_image(path)
 
 
+@pytest.mark.parametrize("damage", ["header", "middle"])
+def test_png_undecodable_image_data_is_one_line(tmp_path: Path, damage: str) -> None:
+    """A zlib stream that cannot be inflated (a bad header, or bytes overwritten in the middle)
+    is a one-line corrupt-PNG error from the inflater srtool checks with (ISA-L or zlib-ng),
+    whose errors are not ``zlib.error``."""
+    pixels = picture_rgb()
+    data = bytearray(zlib.compress(rows(pixels)))
+    if damage == "header":
+        data[0] = 0x00  # no zlib method
+    else:
+        data[len(data) // 2 : len(data) // 2 + 16] = b"\xff" * 16
+    path = tmp_path / "garbled.png"
+    path.write_bytes(png(pixels, data=bytes(data)))
+    with pytest.raises(ImageReadError, match=r"garbled\.png: corrupt PNG \(image data"):
+        read_image(path)
+
+
 def test_png_bad_row_filter_refused(tmp_path: Path) -> None:
     pixels = picture_rgb(dtype=np.uint16)
     data = bytearray(rows(pixels))
