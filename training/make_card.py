@@ -36,6 +36,10 @@ FSRCNN = {
     4: {"Set5": 30.72, "Set14": 27.61, "BSD100": 26.98},
 }
 
+# The CPU a shipped model trained on, where it is not the one its speed was last measured on (run
+# folders do not record the machine).
+TRAINED_ON = {"compact-x3": "AMD EPYC"}
+
 
 def _metrics(run: RunDir, shipped_step: int) -> tuple[list[dict], list[dict]]:
     """Training and validation rows up to the shipped checkpoint's step: the run may have gone
@@ -137,6 +141,7 @@ def render(name: str, evaluate_md: Path, bench_json: Path, status: str) -> str:
     hours = last["time_s"] / 3600
     pipe = bench["pipeline"]
     cpu = bench.get("cpu") or cpu_name()  # where it was measured, else this machine
+    trained_on = TRAINED_ON.get(name, cpu)
     return f"""# {name}
 
 {status}
@@ -169,7 +174,7 @@ Measured with `python benchmarks/upscale_bench.py --model exports/{name}/model.o
   Validation: {Path(args.val or "").name} (never trained on). Set5, Set14 and BSD100 are only
   evaluated.
 - {last["step"]:,} steps of {_batch(recipe)} patches, {last["time_s"]:,.0f} s of training
-  ({hours:.1f} h) on a 2-core CPU ({cpu}), no GPU. Best validation PSNR-Y
+  ({hours:.1f} h) on a 2-core CPU ({trained_on}), no GPU. Best validation PSNR-Y
   {best["val_psnr"]:.2f} dB at step {best["step"]:,}; the shipped weights are the EMA weights of
   that checkpoint.
 - Curves: [`training/{name}/curves.png`](../../training/{name}/curves.png); log:
